@@ -1,0 +1,43 @@
+"""l2l: learned optimizers for JAX, usable as optax transforms."""
+
+__version__ = '0.1.0'
+
+from l2l._checkpoint import CheckpointError
+from l2l._checkpoint import load_checkpoint
+from l2l._checkpoint import load_meta_params
+from l2l._checkpoint import read_manifest
+from l2l._checkpoint import save_checkpoint
+from l2l._checkpoint import save_meta_params
+from l2l._meta import init_inner_states
+from l2l._meta import InnerState
+from l2l._meta import meta_step
+from l2l._meta import MetaTrainState
+from l2l._meta import unroll
+from l2l._network import CoordinatewiseLSTM
+from l2l._network import init_meta_params
+from l2l._network import LSTMCarry
+from l2l._preprocess import preprocess_gradients
+from l2l._transform import architecture
+from l2l._transform import lstm_optimizer
+from l2l._transform import LSTMOptimizerState
+
+__all__ = (
+    'CheckpointError',
+    'CoordinatewiseLSTM',
+    'InnerState',
+    'LSTMCarry',
+    'LSTMOptimizerState',
+    'MetaTrainState',
+    'architecture',
+    'init_inner_states',
+    'init_meta_params',
+    'load_checkpoint',
+    'load_meta_params',
+    'lstm_optimizer',
+    'meta_step',
+    'preprocess_gradients',
+    'read_manifest',
+    'save_checkpoint',
+    'save_meta_params',
+    'unroll',
+)

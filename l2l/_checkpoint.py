@@ -1,0 +1,188 @@
+"""Checkpoint format: a pytree of arrays plus a JSON manifest in one file.
+
+A checkpoint is a single ``.npz`` (zip) file. Entry ``manifest.json`` holds
+the manifest as UTF-8 bytes; every leaf of the tree is stored under its
+key path (``jax.tree_util.keystr``), with dtypes that numpy cannot store
+natively (bfloat16) saved as same-width unsigned integers and restored from
+the dtype recorded in the manifest. Files are written to a temporary file in
+the same directory and renamed into place, so a reader never sees half a
+checkpoint.
+"""
+
+import datetime
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import jax
+import numpy as np
+
+from l2l import _network
+
+FORMAT = 'l2l-checkpoint'
+FORMAT_VERSION = 1
+_MANIFEST = 'manifest.json'
+
+
+class CheckpointError(ValueError):
+  """A checkpoint file is missing, corrupt, truncated or incompatible."""
+
+
+def _storable(array: np.ndarray) -> np.ndarray:
+  if array.dtype.isbuiltin:
+    return array
+  return array.view(np.dtype(f'u{array.dtype.itemsize}'))
+
+
+def save_checkpoint(path: str | os.PathLike, tree: Any, manifest: dict) -> None:
+  """Writes ``tree`` and ``manifest`` to ``path`` atomically.
+
+  Args:
+    path: destination file (conventionally ``*.npz``).
+    tree: a pytree of arrays.
+    manifest: JSON-serialisable metadata; ``format``, ``format_version``,
+      ``date`` and the leaf dtypes and shapes are added.
+  """
+  path = os.fspath(path)
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  arrays = {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
+  full_manifest = dict(manifest)
+  full_manifest.update(
+      format=FORMAT, format_version=FORMAT_VERSION,
+      date=full_manifest.get('date') or datetime.datetime.now(
+          datetime.timezone.utc).isoformat(timespec='seconds'),
+      leaves={k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()})
+  entries = {k: _storable(v) for k, v in arrays.items()}
+  entries[_MANIFEST] = np.frombuffer(
+      json.dumps(full_manifest, indent=1).encode(), np.uint8)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.npz')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      np.savez(f, **entries)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+  """Returns the manifest of the checkpoint at ``path``."""
+  return _read(path, arrays=False)[1]
+
+
+def _read(path, arrays: bool) -> tuple[dict, dict]:
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise CheckpointError(f'{path}: no such checkpoint file')
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      if _MANIFEST not in npz.files:
+        raise CheckpointError(f'{path}: not an l2l checkpoint (no manifest)')
+      manifest = json.loads(npz[_MANIFEST].tobytes().decode())
+      data = {k: npz[k] for k in npz.files if k != _MANIFEST} if arrays else {}
+  except CheckpointError:
+    raise
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    raise CheckpointError(
+        f'{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e})'
+    ) from e
+  if manifest.get('format') != FORMAT:
+    raise CheckpointError(f'{path}: not an l2l checkpoint')
+  if manifest.get('format_version') != FORMAT_VERSION:
+    raise CheckpointError(
+        f'{path}: checkpoint format version {manifest.get("format_version")}'
+        f' is not supported (this l2l reads version {FORMAT_VERSION})')
+  return data, manifest
+
+
+def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
+  """Reads a checkpoint into the structure of ``like``.
+
+  Args:
+    path: a file written by :func:`save_checkpoint`.
+    like: a pytree (arrays or ``jax.ShapeDtypeStruct``) giving the expected
+      structure, shapes and dtypes.
+
+  Returns:
+    ``(tree, manifest)`` where ``tree`` has the structure of ``like`` and
+    numpy array leaves.
+
+  Raises:
+    CheckpointError: the file is missing, corrupt or does not match ``like``;
+      the message names the file and the problem.
+  """
+  data, manifest = _read(path, arrays=True)
+  dtypes = manifest.get('leaves', {})
+  expected, treedef = jax.tree_util.tree_flatten_with_path(like)
+  wanted = {jax.tree_util.keystr(k) for k, _ in expected}
+  if set(data) != wanted:
+    missing, extra = sorted(wanted - set(data)), sorted(set(data) - wanted)
+    raise CheckpointError(
+        f'{path}: incompatible checkpoint: missing entries {missing[:5]},'
+        f' unexpected entries {extra[:5]}')
+  leaves = []
+  for key_path, spec in expected:
+    name = jax.tree_util.keystr(key_path)
+    array = data[name]
+    stored_dtype = np.dtype(dtypes.get(name, [str(array.dtype)])[0])
+    if array.dtype != stored_dtype:
+      array = array.view(stored_dtype)
+    if array.shape != tuple(spec.shape) or array.dtype != np.dtype(spec.dtype):
+      raise CheckpointError(
+          f'{path}: incompatible entry {name}: stored {array.dtype}'
+          f'{list(array.shape)}, expected {np.dtype(spec.dtype)}'
+          f'{list(spec.shape)}')
+    leaves.append(array)
+  return jax.tree_util.tree_unflatten(treedef, leaves), manifest
+
+
+def save_meta_params(
+    path: str | os.PathLike, meta_params: Any, *, config: dict, **metadata
+) -> None:
+  """Saves learned-optimizer meta-parameters with their architecture.
+
+  Args:
+    path: destination ``.npz`` file, written atomically.
+    meta_params: the pytree made by :func:`l2l.init_meta_params` or training.
+    config: keyword arguments of :func:`l2l.lstm_optimizer` that describe the
+      architecture (``hidden_size``, ``num_layers``, ...).
+    **metadata: recorded in the manifest (task family, meta-steps, seed,
+      command, wall time, ...).
+  """
+  from l2l import __version__  # pylint: disable=g-import-not-at-top
+  manifest = dict(metadata, kind='meta_params', config=dict(config),
+                  l2l_version=__version__)
+  save_checkpoint(path, meta_params, manifest)
+
+
+def load_meta_params(path: str | os.PathLike) -> tuple[Any, dict]:
+  """Loads meta-parameters saved by :func:`save_meta_params`.
+
+  Returns:
+    ``(meta_params, manifest)``; ``manifest['config']`` holds the
+    architecture keyword arguments for :func:`l2l.lstm_optimizer`.
+
+  Raises:
+    CheckpointError: missing, corrupt, or incompatible with this l2l.
+  """
+  manifest = read_manifest(path)
+  config = manifest.get('config')
+  if manifest.get('kind') != 'meta_params' or not isinstance(config, dict):
+    raise CheckpointError(f'{os.fspath(path)}: not a meta-parameter checkpoint')
+  shape_kwargs = {k: config[k] for k in ('hidden_size', 'num_layers')
+                  if k in config}
+  try:
+    like = jax.eval_shape(lambda: _network.init_meta_params(
+        jax.random.key(0), **shape_kwargs))
+  except TypeError as e:
+    raise CheckpointError(
+        f'{os.fspath(path)}: incompatible architecture {config}: {e}') from e
+  meta_params, manifest = load_checkpoint(path, like)
+  return jax.tree.map(jax.numpy.asarray, meta_params), manifest

@@ -1,0 +1,188 @@
+"""Meta-training by truncated backpropagation through unrolled inner loops.
+
+One meta-step runs ``unroll_length`` inner optimisation steps of a batch of
+problems (``lax.scan`` inside ``vmap``, all under one ``jit``), sums the
+optimizee losses along the way, and takes one step of the meta-optimizer on
+the meta-parameters with the gradient of that sum (Andrychowicz et al., 2016,
+section 2.1). Optimizee parameters and optimizer state carry over from one
+truncation to the next; the caller decides when an episode ends.
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from l2l._base import Array, MetaParams, OptState, Params
+
+OptimizerFn = Callable[[MetaParams], optax.GradientTransformation]
+
+
+class InnerState(NamedTuple):
+  """The state of one inner training run (batched over problems in use).
+
+  Attributes:
+    params: optimizee parameters.
+    opt_state: the learned optimizer's state.
+    problem: the sampled problem instance (``Task.sample_problem``).
+    key: PRNG key for this run's minibatches.
+    step: int32 inner steps taken in this episode.
+  """
+  params: Params
+  opt_state: OptState
+  problem: Any
+  key: Array
+  step: Array
+
+
+class MetaTrainState(NamedTuple):
+  """Everything a meta-training run carries from step to step.
+
+  Attributes:
+    meta_params: the learned optimizer's weights.
+    meta_opt_state: the meta-optimizer's state.
+    inner: :class:`InnerState` batched over ``num_tasks`` problems.
+    num_skipped: int32 meta-steps skipped for a non-finite meta-gradient.
+  """
+  meta_params: MetaParams
+  meta_opt_state: OptState
+  inner: InnerState
+  num_skipped: Array
+
+
+def init_inner_states(task, optimizer: optax.GradientTransformation,
+                      key: Array, num_tasks: int) -> InnerState:
+  """Samples ``num_tasks`` fresh problems of ``task`` with fresh params."""
+
+  def init_one(key):
+    problem_key, params_key, run_key = jax.random.split(key, 3)
+    params = task.init_params(params_key)
+    return InnerState(params, optimizer.init(params),
+                      task.sample_problem(problem_key), run_key,
+                      jnp.zeros([], jnp.int32))
+
+  return jax.vmap(init_one)(jax.random.split(key, num_tasks))
+
+
+def unroll(meta_params: MetaParams, task, state: InnerState, *,
+           optimizer_fn: OptimizerFn, unroll_length: int,
+           second_order: bool = False) -> tuple[Array, InnerState]:
+  r"""Runs ``unroll_length`` inner steps of one problem.
+
+  .. math::
+    \theta_{t+1} = \theta_t + u_t, \quad
+    (u_t, s_{t+1}) = \mathrm{opt}_\phi(\nabla f(\theta_t), s_t)
+
+  Args:
+    meta_params: weights :math:`\phi` of the learned optimizer.
+    task: a ``tasks.Task``.
+    state: this problem's :class:`InnerState` (unbatched).
+    optimizer_fn: builds the optax transform from ``meta_params``.
+    unroll_length: inner steps ``K`` in this truncation.
+    second_order: if False, the optimizee gradient is an input treated as a
+      constant (the paper's choice), dropping second derivatives.
+
+  Returns:
+    ``(losses, state)``: minibatch losses :math:`f(\theta_1) \dots
+    f(\theta_K)` (each on the minibatch of its step) and the carried state.
+  """
+  optimizer = optimizer_fn(meta_params)
+  value_and_grad = jax.value_and_grad(task.loss)
+
+  def step(carry, _):
+    params, opt_state, index = carry
+    key = jax.random.fold_in(state.key, index)
+    loss, grads = value_and_grad(params, state.problem, key)
+    if not second_order:
+      grads = jax.lax.stop_gradient(grads)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state, index + 1), loss
+
+  (params, opt_state, index), losses = jax.lax.scan(
+      step, (state.params, state.opt_state, state.step), length=unroll_length)
+  final_loss = task.loss(
+      params, state.problem, jax.random.fold_in(state.key, index))
+  # losses[0] is evaluated at the carried-in params and has no meta-gradient;
+  # the loss after the last update takes its place.
+  losses = jnp.concatenate([losses[1:], final_loss[None]])
+  return losses, state._replace(params=params, opt_state=opt_state, step=index)
+
+
+def _all_finite(tree) -> Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def meta_step(state: MetaTrainState, task, key: Array, *,
+              optimizer_fn: OptimizerFn,
+              meta_optimizer: optax.GradientTransformation,
+              unroll_length: int, loss_weights: Array | None = None,
+              log_losses: bool = False, second_order: bool = False,
+              ) -> tuple[MetaTrainState, dict[str, Array]]:
+  r"""One truncated-BPTT meta-step over a batch of problems.
+
+  .. math::
+    L(\phi) = \frac{1}{B} \sum_{b=1}^{B} \sum_{t=1}^{K} w_t\, f_b(\theta_t^b)
+
+  A non-finite meta-gradient leaves ``meta_params`` and the meta-optimizer
+  state untouched and increments ``num_skipped``; problems whose inner state
+  became non-finite restart from fresh parameters drawn with ``key``.
+
+  Args:
+    state: the current :class:`MetaTrainState`; ``state.inner`` is batched.
+    task: the ``tasks.Task`` of every problem in the batch.
+    key: PRNG key, used only to restart diverged problems.
+    optimizer_fn: builds the learned optimizer from meta-parameters.
+    meta_optimizer: optax transform applied to the meta-gradient.
+    unroll_length: truncation length ``K``.
+    loss_weights: ``[K]`` weights :math:`w_t`; ones when ``None``.
+    log_losses: sum :math:`\log f` instead of :math:`f`, which balances
+      problems whose losses differ by orders of magnitude.
+    second_order: keep second derivatives through the optimizee gradient.
+
+  Returns:
+    ``(state, metrics)`` with scalar metrics ``meta_loss``, ``final_loss``
+    (mean minibatch loss after the unroll), ``grad_norm`` and ``skipped``.
+  """
+  weights = (jnp.ones(unroll_length) if loss_weights is None
+             else jnp.asarray(loss_weights, jnp.float32))
+
+  def meta_loss(meta_params):
+    run = lambda s: unroll(meta_params, task, s, optimizer_fn=optimizer_fn,
+                           unroll_length=unroll_length,
+                           second_order=second_order)
+    losses, inner = jax.vmap(run)(state.inner)
+    terms = jnp.log(jnp.maximum(losses, 1e-30)) if log_losses else losses
+    return jnp.mean(terms @ weights), (losses, inner)
+
+  (loss, (losses, inner)), grads = jax.value_and_grad(
+      meta_loss, has_aux=True)(state.meta_params)
+  finite = _all_finite(grads) & jnp.isfinite(loss)
+  updates, meta_opt_state = meta_optimizer.update(
+      grads, state.meta_opt_state, state.meta_params)
+  keep = lambda new, old: jax.tree.map(
+      lambda n, o: jnp.where(finite, n, o), new, old)
+  meta_params = keep(optax.apply_updates(state.meta_params, updates),
+                     state.meta_params)
+  inner = _restart_diverged(inner, losses[:, -1], task,
+                            optimizer_fn(meta_params), key)
+  metrics = {'meta_loss': loss, 'final_loss': jnp.mean(losses[:, -1]),
+             'grad_norm': optax.global_norm(grads), 'skipped': ~finite}
+  return MetaTrainState(
+      meta_params, keep(meta_opt_state, state.meta_opt_state), inner,
+      state.num_skipped + (~finite).astype(jnp.int32)), metrics
+
+
+def _restart_diverged(inner: InnerState, final_losses: Array, task,
+                      optimizer, key: Array) -> InnerState:
+  num_tasks = final_losses.shape[0]
+  fresh = init_inner_states(task, optimizer, key, num_tasks)
+  healthy = jax.vmap(_all_finite)((inner.params, inner.opt_state))
+  healthy &= jnp.isfinite(final_losses)
+
+  def select(new, old):
+    mask = jnp.reshape(healthy, (num_tasks,) + (1,) * (jnp.ndim(old) - 1))
+    return jnp.where(mask, old, new)
+
+  return jax.tree.map(select, fresh, inner)
