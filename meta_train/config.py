@@ -1,0 +1,89 @@
+"""Configuration of a meta-training run (a plain dataclass)."""
+
+import argparse
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """What a meta-training run does.
+
+  Attributes:
+    family: task family name (see ``tasks.get_family``).
+    meta_steps: meta-gradient steps (truncations) to take.
+    num_tasks: problems per meta-step, trained in parallel with ``vmap``.
+    unroll_length: inner steps per truncation, ``K``.
+    episode_length: inner steps before a fresh task is sampled, ``T``; a
+      multiple of ``unroll_length``.
+    meta_lr: Adam learning rate of the meta-optimizer.
+    clip_norm: global-norm clip of the meta-gradient.
+    log_losses: meta-train on the sum of log losses instead of losses.
+    second_order: keep second derivatives through the optimizee gradient.
+    hidden_size: LSTM units per layer.
+    num_layers: stacked LSTM layers.
+    preprocess_p: gradient preprocessing exponent ``p``.
+    output_scale: factor on the LSTM's read-out.
+    seed: seeds meta-parameters, task sampling and minibatches.
+    checkpoint_every: meta-steps between checkpoints.
+  """
+  family: str = 'quadratic'
+  meta_steps: int = 1000
+  num_tasks: int = 16
+  unroll_length: int = 20
+  episode_length: int = 100
+  meta_lr: float = 3e-3
+  clip_norm: float = 1.0
+  log_losses: bool = True
+  second_order: bool = False
+  hidden_size: int = 20
+  num_layers: int = 2
+  preprocess_p: float = 10.0
+  output_scale: float = 0.1
+  seed: int = 0
+  checkpoint_every: int = 200
+
+  def __post_init__(self):
+    positive = ('meta_steps', 'num_tasks', 'unroll_length', 'episode_length',
+                'hidden_size', 'num_layers', 'checkpoint_every')
+    for name in positive:
+      if getattr(self, name) < 1:
+        raise ValueError(f'{name} must be at least 1, got {getattr(self, name)}')
+    if self.episode_length % self.unroll_length:
+      raise ValueError(
+          f'episode_length ({self.episode_length}) must be a multiple of '
+          f'unroll_length ({self.unroll_length})')
+    if not self.meta_lr > 0 or not self.clip_norm > 0:
+      raise ValueError('meta_lr and clip_norm must be positive')
+
+  @property
+  def truncations_per_episode(self) -> int:
+    return self.episode_length // self.unroll_length
+
+  @property
+  def optimizer_kwargs(self) -> dict:
+    """Keyword arguments of ``l2l.lstm_optimizer`` besides meta-params."""
+    return {'preprocess_p': self.preprocess_p,
+            'output_scale': self.output_scale}
+
+  @property
+  def architecture(self) -> dict:
+    return {'hidden_size': self.hidden_size, 'num_layers': self.num_layers}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """Adds one ``--flag`` per :class:`TrainConfig` field."""
+  for field in dataclasses.fields(TrainConfig):
+    flag = '--' + field.name.replace('_', '-')
+    if field.type in (bool, 'bool'):
+      parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                          default=field.default)
+    else:
+      kind = {'int': int, 'float': float, 'str': str}.get(
+          field.type if isinstance(field.type, str) else field.type.__name__)
+      parser.add_argument(flag, type=kind, default=field.default,
+                          help=f'(default: {field.default})')
+
+
+def from_arguments(args: argparse.Namespace) -> TrainConfig:
+  return TrainConfig(**{f.name: getattr(args, f.name)
+                        for f in dataclasses.fields(TrainConfig)})

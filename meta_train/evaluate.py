@@ -1,0 +1,214 @@
+"""Evaluation: a learned optimizer against learning-rate-tuned baselines.
+
+Each baseline (Adam, RMSprop, SGD, SGD with Nesterov momentum) is run at
+every learning rate of a half-decade grid, all rates at once under ``vmap``;
+the rate with the lowest mean final loss over seeds is the tuned one. The
+figure of merit is the final full-split training loss (the exact loss for
+analytic problems). Evaluation problems come from seeds that meta-training
+never draws (a three-word seed sequence; training uses two words).
+"""
+
+import json
+import math
+import os
+from typing import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+LR_GRID = tuple(m * 10.0**e for e in range(-4, 1) for m in (1, 3))
+BASELINES: Mapping[str, Callable[[float], optax.GradientTransformation]] = {
+    'adam': optax.adam,
+    'rmsprop': optax.rmsprop,
+    'sgd': optax.sgd,
+    'nesterov': lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
+}
+_EVAL_WORD = 0xE7A1
+
+
+def eval_problem(family, seed: int):
+  """The task and PRNG key of evaluation problem ``seed``."""
+  task = family.sample_task(np.random.default_rng([seed, 0, _EVAL_WORD]))
+  return task, jax.random.fold_in(jax.random.key(_EVAL_WORD), seed)
+
+
+def _record_every(num_steps: int, max_points: int = 200) -> int:
+  every = max(1, num_steps // max_points)
+  while num_steps % every:
+    every -= 1
+  return every
+
+
+def trajectory(task, optimizer: optax.GradientTransformation, key: jax.Array,
+               num_steps: int) -> jax.Array:
+  """Trains one problem; returns full losses at steps ``0, e, 2e, ..., T``.
+
+  The recording interval ``e`` divides ``num_steps`` (at most ~200 points).
+  """
+  every = _record_every(num_steps)
+  problem_key, params_key, run_key = jax.random.split(key, 3)
+  problem = task.sample_problem(problem_key)
+  params = task.init_params(params_key)
+  grad_fn = jax.grad(task.loss)
+
+  def step(carry, index):
+    params, opt_state = carry
+    grads = grad_fn(params, problem, jax.random.fold_in(run_key, index))
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), None
+
+  def record(carry, chunk):
+    carry, _ = jax.lax.scan(step, carry, chunk * every + jnp.arange(every))
+    return carry, task.full_loss(carry[0], problem)
+
+  _, losses = jax.lax.scan(record, (params, optimizer.init(params)),
+                           jnp.arange(num_steps // every))
+  return jnp.concatenate([task.full_loss(params, problem)[None], losses])
+
+
+def _run_grid(make, task, key, num_steps, lr_grid) -> np.ndarray:
+  run = jax.jit(jax.vmap(
+      lambda lr: trajectory(task, make(lr), key, num_steps)))
+  return np.asarray(run(jnp.asarray(lr_grid, jnp.float32)))
+
+
+def _summary(curves: np.ndarray) -> dict:
+  """Per-seed curves [seeds, points] -> final losses, mean curve, spread."""
+  final = curves[:, -1]
+  diverged = ~np.isfinite(final) | (final > curves[:, 0])
+  return {
+      'final_losses': final.tolist(),
+      'mean_final_loss': float(np.mean(final)),
+      'num_diverged': int(np.sum(diverged)),
+      'curve_mean': np.mean(curves, 0).tolist(),
+      'curve_min': np.min(curves, 0).tolist(),
+      'curve_max': np.max(curves, 0).tolist(),
+  }
+
+
+def _steps_to_reach(curve: np.ndarray, target: float, every: int) -> float:
+  reached = np.nonzero(curve <= target)[0]
+  return float(reached[0] * every) if reached.size else math.inf
+
+
+def evaluate(family, candidates: Mapping[str, optax.GradientTransformation],
+             *, num_steps: int, seeds: Sequence[int],
+             baselines=BASELINES, lr_grid: Sequence[float] = LR_GRID) -> dict:
+  """Runs candidates and tuned baselines on the evaluation problems.
+
+  Args:
+    family: a ``tasks.TaskFamily``; problem ``s`` is :func:`eval_problem`.
+    candidates: name -> optimizer to judge (learned ones, usually).
+    num_steps: training horizon.
+    seeds: evaluation problem seeds (at least 3 recommended).
+    baselines: name -> ``lr -> optax transform``.
+    lr_grid: learning rates tried for every baseline.
+
+  Returns:
+    A JSON-serialisable dict: for each optimizer its per-seed final losses,
+    mean, divergence count and mean/min/max loss curves; for baselines also
+    the tuned ``lr`` and ``grid_final_losses`` ``[lr][seed]``; and for each
+    candidate ``adam_steps_ratio``, the steps tuned Adam needs to reach the
+    candidate's mean final loss divided by ``num_steps`` (``inf`` if never).
+  """
+  if len(seeds) < 1 or num_steps < 1:
+    raise ValueError('evaluate needs at least one seed and one step')
+  every = _record_every(num_steps)
+  results = {'family': family.name, 'num_steps': num_steps,
+             'seeds': list(seeds), 'record_every': every,
+             'lr_grid': list(lr_grid), 'optimizers': {}}
+  problems = [eval_problem(family, s) for s in seeds]
+  for name, optimizer in candidates.items():
+    run = jax.jit(lambda task, key: trajectory(task, optimizer, key, num_steps))
+    curves = np.stack([np.asarray(run(t, k)) for t, k in problems])
+    results['optimizers'][name] = {'kind': 'candidate', **_summary(curves)}
+  for name, make in baselines.items():
+    grid = np.stack([_run_grid(make, t, k, num_steps, lr_grid)
+                     for t, k in problems], axis=1)  # [lr, seed, points]
+    finals = grid[:, :, -1]
+    score = np.where(np.isfinite(finals), finals, np.inf).mean(1)
+    best = int(np.argmin(score))
+    results['optimizers'][name] = {
+        'kind': 'baseline', 'lr': float(lr_grid[best]),
+        'grid_final_losses': finals.tolist(), **_summary(grid[best])}
+  if 'adam' in results['optimizers']:
+    adam_curve = np.asarray(results['optimizers']['adam']['curve_mean'])
+    for name in candidates:
+      entry = results['optimizers'][name]
+      entry['adam_steps_ratio'] = _steps_to_reach(
+          adam_curve, entry['mean_final_loss'], every) / num_steps
+  return results
+
+
+def write_report(results: dict, out_dir: str, stem: str = 'eval') -> tuple[str, str]:
+  """Writes ``<stem>.json`` and a ``<stem>.png`` of loss curves."""
+  from meta_train import plots  # pylint: disable=g-import-not-at-top
+  os.makedirs(out_dir, exist_ok=True)
+  json_path = os.path.join(out_dir, stem + '.json')
+  tmp = json_path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(results, f, indent=1, allow_nan=True)
+  os.replace(tmp, json_path)
+  png_path = os.path.join(out_dir, stem + '.png')
+  plots.loss_curves(results, png_path)
+  return json_path, png_path
+
+
+def table(results: dict) -> str:
+  """A Markdown table of mean final losses (and tuned learning rates)."""
+  lines = ['| optimizer | lr | mean final loss | diverged |', '|---|---|---|---|']
+  for name, r in results['optimizers'].items():
+    lr = f'{r["lr"]:g}' if 'lr' in r else 'learned'
+    lines.append(f'| {name} | {lr} | {r["mean_final_loss"]:.4g} | '
+                 f'{r["num_diverged"]}/{len(r["final_losses"])} |')
+  return '\n'.join(lines)
+
+
+def add_arguments(parser) -> None:
+  parser.add_argument('--family', default='quadratic',
+                      help='task family of the evaluation problems')
+  parser.add_argument('--eval-steps', type=int, default=100,
+                      help='training horizon of each evaluation run')
+  parser.add_argument('--eval-seeds', type=int, default=5,
+                      help='number of evaluation problems')
+
+
+def run(meta_params_paths: Sequence[str], family_name: str, num_steps: int,
+        num_seeds: int, out_dir: str, stem: str = 'eval') -> dict:
+  """Evaluates saved learned optimizers; writes JSON and PNG; prints a table."""
+  import l2l  # pylint: disable=g-import-not-at-top
+  import tasks  # pylint: disable=g-import-not-at-top
+  candidates = {}
+  for path in meta_params_paths:
+    name = 'l2l-default' if path is None else os.path.basename(
+        os.path.dirname(os.path.abspath(path)))
+    candidates[path if name in candidates else name] = l2l.lstm_optimizer(path)
+  family = tasks.get_family(family_name)
+  if 'split' in getattr(family, '__dataclass_fields__', {}):
+    family = tasks.get_family(family_name, split='test')
+  results = evaluate(family, candidates, num_steps=num_steps,
+                     seeds=range(num_seeds))
+  json_path, png_path = write_report(results, out_dir, stem)
+  print(table(results))
+  print(f'wrote {json_path} and {png_path}')
+  return results
+
+
+def main(argv=None) -> None:
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog='python -m meta_train.evaluate',
+      description='Compare learned optimizers with tuned Adam, RMSprop, SGD '
+      'and Nesterov SGD on held-out problems.')
+  parser.add_argument('meta_params', nargs='*', default=[None],
+                      help='meta_params.npz files (default: the shipped one)')
+  parser.add_argument('--out', default='runs/eval', help='output directory')
+  add_arguments(parser)
+  args = parser.parse_args(argv)
+  run(args.meta_params, args.family, args.eval_steps, args.eval_seeds, args.out)
+
+
+if __name__ == '__main__':
+  main()

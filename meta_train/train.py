@@ -1,0 +1,178 @@
+"""The meta-training loop: checkpoints, resume, JSON-lines log, progress bar.
+
+Every random choice is a pure function of ``(seed, step)``: the task of
+episode ``e`` is drawn with ``np.random.default_rng([seed, e])`` and the keys
+of step ``i`` are folded from the seed, so a run resumed from a checkpoint
+takes exactly the steps an uninterrupted run would.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+import optax
+import tqdm
+
+import l2l
+import tasks
+from meta_train.config import TrainConfig
+
+CHECKPOINT = 'checkpoint.npz'
+LOG = 'metrics.jsonl'
+META_PARAMS = 'meta_params.npz'
+
+
+class Trainer:
+  """Builds the jitted functions of one run from its config."""
+
+  def __init__(self, config: TrainConfig):
+    self.config = config
+    self.family = tasks.get_family(config.family)
+    self.meta_optimizer = optax.chain(
+        optax.clip_by_global_norm(config.clip_norm), optax.adam(config.meta_lr))
+    self.optimizer_fn = functools.partial(
+        l2l.lstm_optimizer, **config.optimizer_kwargs)
+    self._step = jax.jit(functools.partial(
+        l2l.meta_step, optimizer_fn=self.optimizer_fn,
+        meta_optimizer=self.meta_optimizer,
+        unroll_length=config.unroll_length, log_losses=config.log_losses,
+        second_order=config.second_order), donate_argnums=0)
+    self._init_inner = jax.jit(
+        lambda meta_params, task, key: l2l.init_inner_states(
+            task, self.optimizer_fn(meta_params), key, config.num_tasks))
+    self._keys = jax.random.split(jax.random.key(config.seed), 3)
+
+  def task(self, episode: int):
+    """The task of ``episode``, the same in every run with this seed."""
+    return self.family.sample_task(
+        np.random.default_rng([self.config.seed, episode]))
+
+  def initial_state(self) -> l2l.MetaTrainState:
+    meta_params = l2l.init_meta_params(self._keys[0], **self.config.architecture)
+    return l2l.MetaTrainState(
+        meta_params, self.meta_optimizer.init(meta_params),
+        self.init_inner(meta_params, 0), np.zeros([], np.int32))
+
+  def init_inner(self, meta_params, episode: int) -> l2l.InnerState:
+    return self._init_inner(meta_params, self.task(episode),
+                            jax.random.fold_in(self._keys[1], episode))
+
+  def step(self, state: l2l.MetaTrainState, step: int):
+    """Meta-step number ``step`` (0-based); starts a new episode if due."""
+    episode, offset = divmod(step, self.config.truncations_per_episode)
+    if offset == 0 and step > 0:
+      state = state._replace(inner=self.init_inner(state.meta_params, episode))
+    return self._step(state, self.task(episode),
+                      jax.random.fold_in(self._keys[2], step))
+
+  def state_like(self, step: int) -> l2l.MetaTrainState:
+    """Shapes of the state after ``step`` completed meta-steps."""
+    episode = max(step - 1, 0) // self.config.truncations_per_episode
+    return jax.eval_shape(lambda: self.initial_state()._replace(
+        inner=self.init_inner(self.initial_state().meta_params, episode)))
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-')
+  with os.fdopen(fd, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _truncate_log(path: str, step: int) -> None:
+  """Drops log lines of steps at or after ``step`` (they will be redone)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f if l.strip() and json.loads(l)['step'] < step]
+  _atomic_write_text(path, ''.join(lines))
+
+
+def _save(trainer: Trainer, out_dir: str, state, step: int,
+          elapsed_s: float) -> None:
+  l2l.save_checkpoint(os.path.join(out_dir, CHECKPOINT), state, {
+      'kind': 'meta_train_state', 'step': step, 'elapsed_s': elapsed_s,
+      'config': dataclasses.asdict(trainer.config)})
+
+
+def _restore(trainer: Trainer, out_dir: str):
+  path = os.path.join(out_dir, CHECKPOINT)
+  manifest = l2l.read_manifest(path)
+  if manifest.get('config') != dataclasses.asdict(trainer.config):
+    raise ValueError(
+        f'{path} was written by a run with config {manifest.get("config")}; '
+        f'resume with the same flags (this run has '
+        f'{dataclasses.asdict(trainer.config)})')
+  step = manifest['step']
+  state, _ = l2l.load_checkpoint(path, trainer.state_like(step))
+  return jax.tree.map(jax.numpy.asarray, state), step, manifest['elapsed_s']
+
+
+def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
+          progress: bool = True, stop_after: int | None = None) -> str:
+  """Meta-trains a learned optimizer and saves its meta-parameters.
+
+  Args:
+    config: the run's configuration.
+    out_dir: where ``checkpoint.npz``, ``metrics.jsonl`` and
+      ``meta_params.npz`` are written.
+    resume: continue from ``out_dir/checkpoint.npz`` if it exists.
+    progress: show a progress bar.
+    stop_after: stop (after checkpointing) once this many meta-steps are
+      done, as an interrupted run would; for tests.
+
+  Returns:
+    The path of the saved meta-parameters.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  trainer = Trainer(config)
+  start, state, elapsed = 0, None, 0.0
+  if resume and os.path.exists(os.path.join(out_dir, CHECKPOINT)):
+    state, start, elapsed = _restore(trainer, out_dir)
+  if state is None:
+    state = trainer.initial_state()
+  log_path = os.path.join(out_dir, LOG)
+  _truncate_log(log_path, start)
+  end = min(config.meta_steps, stop_after or config.meta_steps)
+  begin_time = time.time()
+  with open(log_path, 'a') as log, tqdm.tqdm(
+      total=config.meta_steps, initial=start, disable=not progress,
+      desc='meta-train', file=sys.stderr) as bar:
+    pending = None
+    for step in range(start, end):
+      state, metrics = trainer.step(state, step)
+      if pending is not None:  # read back one step late: no sync per step
+        _write_metrics(log, bar, *pending)
+      pending = (step, metrics)
+      if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
+        _write_metrics(log, bar, *pending)
+        pending = None
+        log.flush()
+        _save(trainer, out_dir, state, step + 1,
+              elapsed + time.time() - begin_time)
+  path = os.path.join(out_dir, META_PARAMS)
+  if end == config.meta_steps:
+    l2l.save_meta_params(
+        path, state.meta_params, config={**config.architecture,
+                                         **config.optimizer_kwargs},
+        task_family=config.family, meta_steps=config.meta_steps,
+        seed=config.seed, train_config=dataclasses.asdict(config),
+        command=' '.join(sys.argv),
+        wall_time_s=round(elapsed + time.time() - begin_time, 1))
+  return path
+
+
+def _write_metrics(log, bar, step, metrics) -> None:
+  record = {'step': step, **{k: float(v) for k, v in metrics.items()}}
+  record['num_skipped'] = int(record['num_skipped'])
+  record['skipped'] = bool(record['skipped'])
+  log.write(json.dumps(record) + '\n')
+  bar.update(1)
+  bar.set_postfix(meta_loss=f'{record["meta_loss"]:.3g}',
+                  final_loss=f'{record["final_loss"]:.3g}', refresh=False)
