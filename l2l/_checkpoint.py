@@ -30,10 +30,25 @@ class CheckpointError(ValueError):
   """A checkpoint file is missing, corrupt, truncated or incompatible."""
 
 
-def _storable(array: np.ndarray) -> np.ndarray:
+def _is_key(x) -> bool:
+  return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_numpy(x) -> tuple[np.ndarray, str]:
+  """Returns the stored array and the dtype name recorded for it."""
+  if _is_key(x):
+    return np.asarray(jax.random.key_data(x)), f'key:{jax.random.key_impl(x)}'
+  array = np.asarray(x)
   if array.dtype.isbuiltin:
-    return array
-  return array.view(np.dtype(f'u{array.dtype.itemsize}'))
+    return array, str(array.dtype)
+  return array.view(np.dtype(f'u{array.dtype.itemsize}')), str(array.dtype)
+
+
+def _from_numpy(array: np.ndarray, dtype_name: str):
+  if dtype_name.startswith('key:'):
+    return jax.random.wrap_key_data(array, impl=dtype_name[4:])
+  dtype = np.dtype(dtype_name)
+  return array if array.dtype == dtype else array.view(dtype)
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any, manifest: dict) -> None:
@@ -47,14 +62,14 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, manifest: dict) -> None:
   """
   path = os.fspath(path)
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  arrays = {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
+  stored = {jax.tree_util.keystr(k): _to_numpy(v) for k, v in leaves}
   full_manifest = dict(manifest)
   full_manifest.update(
       format=FORMAT, format_version=FORMAT_VERSION,
       date=full_manifest.get('date') or datetime.datetime.now(
           datetime.timezone.utc).isoformat(timespec='seconds'),
-      leaves={k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()})
-  entries = {k: _storable(v) for k, v in arrays.items()}
+      leaves={k: [d, list(v.shape)] for k, (v, d) in stored.items()})
+  entries = {k: v for k, (v, _) in stored.items()}
   entries[_MANIFEST] = np.frombuffer(
       json.dumps(full_manifest, indent=1).encode(), np.uint8)
   directory = os.path.dirname(os.path.abspath(path))
@@ -112,7 +127,7 @@ def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
 
   Returns:
     ``(tree, manifest)`` where ``tree`` has the structure of ``like`` and
-    numpy array leaves.
+    numpy array leaves (JAX key arrays for PRNG key leaves).
 
   Raises:
     CheckpointError: the file is missing, corrupt or does not match ``like``;
@@ -130,15 +145,14 @@ def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
   leaves = []
   for key_path, spec in expected:
     name = jax.tree_util.keystr(key_path)
-    array = data[name]
-    stored_dtype = np.dtype(dtypes.get(name, [str(array.dtype)])[0])
-    if array.dtype != stored_dtype:
-      array = array.view(stored_dtype)
-    if array.shape != tuple(spec.shape) or array.dtype != np.dtype(spec.dtype):
+    try:
+      array = _from_numpy(data[name], dtypes.get(name, [str(data[name].dtype)])[0])
+    except (TypeError, ValueError) as e:
+      raise CheckpointError(f'{path}: unreadable entry {name}: {e}') from e
+    if array.shape != tuple(spec.shape) or array.dtype != spec.dtype:
       raise CheckpointError(
           f'{path}: incompatible entry {name}: stored {array.dtype}'
-          f'{list(array.shape)}, expected {np.dtype(spec.dtype)}'
-          f'{list(spec.shape)}')
+          f'{list(array.shape)}, expected {spec.dtype}{list(spec.shape)}')
     leaves.append(array)
   return jax.tree_util.tree_unflatten(treedef, leaves), manifest
 

@@ -143,7 +143,8 @@ def meta_step(state: MetaTrainState, task, key: Array, *,
 
   Returns:
     ``(state, metrics)`` with scalar metrics ``meta_loss``, ``final_loss``
-    (mean minibatch loss after the unroll), ``grad_norm`` and ``skipped``.
+    (mean minibatch loss after the unroll), ``grad_norm``, ``skipped`` and
+    ``num_skipped``.
   """
   weights = (jnp.ones(unroll_length) if loss_weights is None
              else jnp.asarray(loss_weights, jnp.float32))
@@ -167,11 +168,12 @@ def meta_step(state: MetaTrainState, task, key: Array, *,
                      state.meta_params)
   inner = _restart_diverged(inner, losses[:, -1], task,
                             optimizer_fn(meta_params), key)
+  num_skipped = state.num_skipped + (~finite).astype(jnp.int32)
   metrics = {'meta_loss': loss, 'final_loss': jnp.mean(losses[:, -1]),
-             'grad_norm': optax.global_norm(grads), 'skipped': ~finite}
-  return MetaTrainState(
-      meta_params, keep(meta_opt_state, state.meta_opt_state), inner,
-      state.num_skipped + (~finite).astype(jnp.int32)), metrics
+             'grad_norm': optax.tree.norm(grads), 'skipped': ~finite,
+             'num_skipped': num_skipped}
+  return MetaTrainState(meta_params, keep(meta_opt_state, state.meta_opt_state),
+                        inner, num_skipped), metrics
 
 
 def _restart_diverged(inner: InnerState, final_losses: Array, task,

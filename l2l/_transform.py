@@ -45,6 +45,8 @@ def architecture(meta_params: MetaParams) -> dict[str, int]:
     layers = meta_params['params']
     num_layers = sum(1 for k in layers if k.startswith('lstm_'))
     hidden_size = layers['output']['kernel'].shape[0]
+    if num_layers < 1:
+      raise ValueError('no LSTM layers (lstm_0, lstm_1, ...)')
     for i in range(num_layers):
       kernel = layers[f'lstm_{i}']['kernel']
       fan_in = (_network.NUM_INPUTS if i == 0 else hidden_size) + hidden_size

@@ -1,0 +1,152 @@
+"""Checkpoint format: round trips, atomic writes, clear errors."""
+
+import io
+import json
+import os
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import l2l
+
+TREE = {
+    'f32': jnp.arange(6.0).reshape(2, 3),
+    'bf16': jnp.array([1.5, -2.0], jnp.bfloat16),
+    'int': jnp.array(7, jnp.int32),
+    'nested': [jnp.zeros((0, 2)), (jnp.ones(1, jnp.float16),)],
+    'key': jax.random.split(jax.random.key(3), 2),
+    'none': None,
+}
+
+
+def _like(tree):
+  return jax.eval_shape(lambda: tree)
+
+
+def test_round_trip_keeps_values_and_dtypes(tmp_path):
+  path = tmp_path / 'c.npz'
+  l2l.save_checkpoint(path, TREE, {'note': 'hi'})
+  tree, manifest = l2l.load_checkpoint(path, _like(TREE))
+  assert manifest['note'] == 'hi' and manifest['format_version'] == 1
+  keys = lambda t: jax.random.key_data(t['key'])
+  np.testing.assert_array_equal(keys(tree), keys(TREE))
+  strip = lambda t: {k: v for k, v in t.items() if k != 'key'}
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b) or None,
+               strip(tree), strip(TREE))
+  assert jax.tree.map(lambda x: x.dtype, strip(tree)) == jax.tree.map(
+      lambda x: x.dtype, strip(TREE))
+
+
+def test_meta_params_round_trip_with_manifest(tmp_path):
+  meta_params = l2l.init_meta_params(jax.random.key(0), hidden_size=5,
+                                     num_layers=3)
+  path = tmp_path / 'm.npz'
+  l2l.save_meta_params(path, meta_params, config={'hidden_size': 5,
+                                                  'num_layers': 3},
+                       task_family='quadratic', seed=4, meta_steps=10)
+  loaded, manifest = l2l.load_meta_params(path)
+  jax.tree.map(np.testing.assert_array_equal, loaded, meta_params)
+  for field in ('task_family', 'seed', 'meta_steps', 'date', 'l2l_version',
+                'config'):
+    assert field in manifest
+  assert l2l.architecture(loaded) == {'hidden_size': 5, 'num_layers': 3}
+
+
+def test_write_is_atomic_and_leaves_no_temporary(tmp_path, monkeypatch):
+  path = tmp_path / 'c.npz'
+  l2l.save_checkpoint(path, {'a': jnp.ones(2)}, {})
+  before = path.read_bytes()
+
+  def fail(*args, **kwargs):
+    raise OSError('disk full')
+
+  monkeypatch.setattr(np, 'savez', fail)
+  with pytest.raises(OSError, match='disk full'):
+    l2l.save_checkpoint(path, {'a': jnp.zeros(2)}, {})
+  assert path.read_bytes() == before
+  assert os.listdir(tmp_path) == ['c.npz']
+
+
+def _truncated(path):
+  data = path.read_bytes()
+  path.write_bytes(data[: len(data) // 2])
+
+
+def _garbage(path):
+  path.write_bytes(b'not a zip file at all')
+
+
+def _foreign_npz(path):
+  np.savez(path, a=np.ones(2))
+
+
+def _wrong_version(path):
+  with zipfile.ZipFile(path) as z:
+    entries = {n: z.read(n) for n in z.namelist()}
+  manifest = json.loads(np.lib.format.read_array(
+      io.BytesIO(entries['manifest.json.npy'])).tobytes())
+  manifest['format_version'] = 99
+  arrays = {n[:-4]: np.lib.format.read_array(io.BytesIO(v))
+            for n, v in entries.items() if n != 'manifest.json.npy'}
+  arrays['manifest.json'] = np.frombuffer(json.dumps(manifest).encode(),
+                                          np.uint8)
+  np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize('corrupt, message', [
+    (_truncated, 'corrupt or truncated'),
+    (_garbage, 'corrupt or truncated'),
+    (_foreign_npz, 'not an l2l checkpoint'),
+    (_wrong_version, 'format version 99'),
+])
+def test_corrupt_files_raise_naming_file(tmp_path, corrupt, message):
+  path = tmp_path / 'bad.npz'
+  l2l.save_checkpoint(path, {'a': jnp.ones(2)}, {})
+  corrupt(path)
+  with pytest.raises(l2l.CheckpointError, match=message) as info:
+    l2l.load_checkpoint(path, {'a': jax.ShapeDtypeStruct((2,), jnp.float32)})
+  assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize('like, message', [
+    ({'a': jax.ShapeDtypeStruct((3,), jnp.float32)}, 'incompatible entry'),
+    ({'a': jax.ShapeDtypeStruct((2,), jnp.int32)}, 'incompatible entry'),
+    ({'b': jax.ShapeDtypeStruct((2,), jnp.float32)}, 'missing entries'),
+])
+def test_incompatible_structure_raises(tmp_path, like, message):
+  path = tmp_path / 'c.npz'
+  l2l.save_checkpoint(path, {'a': jnp.ones(2)}, {})
+  with pytest.raises(l2l.CheckpointError, match=message):
+    l2l.load_checkpoint(path, like)
+
+
+def test_missing_file_and_wrong_kind(tmp_path):
+  with pytest.raises(l2l.CheckpointError, match='no such checkpoint'):
+    l2l.load_meta_params(tmp_path / 'nope.npz')
+  path = tmp_path / 'c.npz'
+  l2l.save_checkpoint(path, {'a': jnp.ones(2)}, {})
+  with pytest.raises(l2l.CheckpointError, match='not a meta-parameter'):
+    l2l.load_meta_params(path)
+  with pytest.raises(l2l.CheckpointError, match='not a meta-parameter'):
+    l2l.lstm_optimizer(str(path))
+
+
+def test_incompatible_architecture_raises(tmp_path):
+  path = tmp_path / 'm.npz'
+  meta_params = l2l.init_meta_params(jax.random.key(0), hidden_size=5)
+  l2l.save_meta_params(path, meta_params, config={'hidden_size': 6})
+  with pytest.raises(l2l.CheckpointError, match='incompatible entry'):
+    l2l.load_meta_params(path)
+
+
+def test_shipped_default_loads():
+  meta_params, manifest = l2l.load_meta_params(
+      os.path.join(os.path.dirname(l2l.__file__), 'default',
+                   'lstm_optimizer.npz'))
+  assert l2l.architecture(meta_params) == {
+      k: manifest['config'][k] for k in ('hidden_size', 'num_layers')}
+  for field in ('command', 'seed', 'meta_steps', 'task_family', 'wall_time_s'):
+    assert field in manifest

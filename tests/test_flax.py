@@ -1,0 +1,39 @@
+"""l2l.lstm_optimizer trains a flax model as any optax optimizer would."""
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+import l2l
+
+
+class Regressor(nnx.Module):
+
+  def __init__(self, rngs):
+    self.hidden = nnx.Linear(3, 8, rngs=rngs)
+    self.out = nnx.Linear(8, 1, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(jnp.tanh(self.hidden(x)))[:, 0]
+
+
+def test_nnx_optimizer_reduces_loss():
+  x = jax.random.normal(jax.random.key(1), (64, 3))
+  y = jnp.sin(x @ jnp.array([1.0, -2.0, 0.5]))
+  model = Regressor(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(
+      model, optax.chain(optax.clip_by_global_norm(1.0), l2l.lstm_optimizer()),
+      wrt=nnx.Param)
+  loss_fn = lambda m: jnp.mean((m(x) - y) ** 2)
+
+  @nnx.jit
+  def step(model, optimizer):
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
+
+  first = float(loss_fn(model))
+  for _ in range(50):
+    step(model, optimizer)
+  assert float(loss_fn(model)) < 0.5 * first

@@ -1,0 +1,241 @@
+"""The learned optimizer as an optax transform: a table of optimizers run
+through pytrees, dtypes, transformations and optax wrappers."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import l2l
+
+KEY = jax.random.key(0)
+OPTIMIZERS = {
+    'random_2x20': lambda **kw: l2l.lstm_optimizer(
+        l2l.init_meta_params(KEY), **kw),
+    'random_3x8': lambda **kw: l2l.lstm_optimizer(
+        l2l.init_meta_params(KEY, hidden_size=8, num_layers=3), **kw),
+    'default': lambda **kw: l2l.lstm_optimizer(**kw),
+}
+PYTREES = {
+    'dict': lambda d: {'w': jnp.ones((3, 2), d), 'b': jnp.full((2,), -0.5, d)},
+    'list_tuple': lambda d: [jnp.ones(4, d), (jnp.ones((2, 2), d), jnp.ones(1, d))],
+    'scalar': lambda d: jnp.asarray(0.7, d),
+    'zero_size_and_none': lambda d: {'a': jnp.ones((0, 3), d), 'n': None,
+                                     'b': jnp.ones(2, d)},
+}
+DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
+
+
+def _grads(params, scale=1.0):
+  return jax.tree.map(lambda p: (scale * (p + 0.3)).astype(p.dtype), params)
+
+
+@pytest.mark.parametrize('opt_name', OPTIMIZERS)
+@pytest.mark.parametrize('tree_name', PYTREES)
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_shapes_dtypes_and_finiteness(opt_name, tree_name, dtype):
+  opt = OPTIMIZERS[opt_name]()
+  params = PYTREES[tree_name](dtype)
+  state = opt.init(params)
+  updates, new_state = jax.jit(opt.update)(_grads(params), state, params)
+  chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
+  chex.assert_tree_all_finite(updates)
+  chex.assert_trees_all_equal_structs(new_state, state)
+  chex.assert_trees_all_equal_dtypes(new_state, state)
+  assert new_state.count == 1
+  for p, c in zip(jax.tree.leaves(params), jax.tree.leaves(new_state.cell)):
+    assert c.shape[:-2] == p.shape and c.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('state_dtype', [jnp.float32, jnp.bfloat16])
+def test_state_dtype_is_configurable_and_stable(state_dtype):
+  opt = OPTIMIZERS['random_2x20'](state_dtype=state_dtype)
+  params = PYTREES['dict'](jnp.bfloat16)
+  state = opt.init(params)
+  for _ in range(2):
+    _, state = opt.update(_grads(params), state, params)
+  assert {x.dtype for x in jax.tree.leaves((state.cell, state.hidden))} == {
+      jnp.dtype(state_dtype)}
+  assert state.count.dtype == jnp.int32
+
+
+def test_updates_follow_param_dtype_when_params_given():
+  opt = OPTIMIZERS['random_2x20']()
+  params = {'w': jnp.ones(3, jnp.bfloat16)}
+  grads = {'w': jnp.ones(3, jnp.float32)}
+  updates, _ = opt.update(grads, opt.init(params), params)
+  assert updates['w'].dtype == jnp.bfloat16
+  updates, _ = opt.update(grads, opt.init(params))
+  assert updates['w'].dtype == jnp.float32
+
+
+@pytest.mark.parametrize('opt_name', OPTIMIZERS)
+def test_jit_equals_eager(opt_name):
+  opt = OPTIMIZERS[opt_name]()
+  params = PYTREES['list_tuple'](jnp.float32)
+  state = opt.init(params)
+  eager = opt.update(_grads(params), state)
+  jitted = jax.jit(opt.update)(_grads(params), state)
+  chex.assert_trees_all_close(eager, jitted, rtol=1e-5, atol=1e-7)
+
+
+def test_all_leaves_are_one_batch():
+  """Concatenating leaves must not change any coordinate's update."""
+  opt = OPTIMIZERS['random_2x20']()
+  params = {'a': jnp.linspace(-1, 1, 5), 'b': jnp.linspace(2, 3, 4)}
+  joint, _ = opt.update(params, opt.init(params))
+  for name in params:
+    alone, _ = opt.update({name: params[name]}, opt.init({name: params[name]}))
+    np.testing.assert_allclose(joint[name], alone[name], rtol=1e-6)
+
+
+def test_no_recompilation_across_steps():
+  opt = OPTIMIZERS['random_2x20']()
+  params = PYTREES['dict'](jnp.bfloat16)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(params, state):
+    updates, state = opt.update(_grads(params), state, params)
+    return optax.apply_updates(params, updates), state
+
+  state = opt.init(params)
+  for _ in range(4):
+    params, state = step(params, state)
+
+
+def test_vmap_matches_per_example():
+  opt = OPTIMIZERS['random_2x20']()
+  batch = {'w': jnp.arange(12.0).reshape(3, 4) / 10 - 0.5}
+  state = jax.vmap(opt.init)(batch)
+  updates, _ = jax.vmap(opt.update)(batch, state)
+  for i in range(3):
+    one = {'w': batch['w'][i]}
+    expected, _ = opt.update(one, opt.init(one))
+    np.testing.assert_allclose(updates['w'][i], expected['w'], rtol=1e-5)
+
+
+def test_scan_and_cond_keep_state_structure():
+  opt = OPTIMIZERS['random_2x20']()
+  params = PYTREES['dict'](jnp.float32)
+
+  def body(carry, skip):
+    params, state = carry
+    def apply(_):
+      updates, new_state = opt.update(_grads(params), state, params)
+      return optax.apply_updates(params, updates), new_state
+    return jax.lax.cond(skip, lambda _: (params, state), apply, None), None
+
+  (params_out, state), _ = jax.jit(lambda c, s: jax.lax.scan(body, c, s))(
+      (params, opt.init(params)), jnp.array([False, True, False]))
+  assert state.count == 2
+  chex.assert_tree_all_finite(params_out)
+
+
+@pytest.mark.parametrize('wrap', [
+    lambda o: optax.chain(optax.clip_by_global_norm(1.0), o),
+    lambda o: optax.MultiSteps(o, every_k_schedule=2),
+    lambda o: optax.apply_if_finite(o, max_consecutive_errors=3),
+])
+def test_optax_wrappers(wrap):
+  opt = wrap(OPTIMIZERS['default']())
+  params = {'w': jnp.array([1.0, -2.0])}
+  loss = lambda p: jnp.sum(p['w'] ** 2)
+  state = opt.init(params)
+
+  @jax.jit
+  def step(params, state):
+    updates, state = opt.update(jax.grad(loss)(params), state, params)
+    return optax.apply_updates(params, updates), state
+
+  for _ in range(4):
+    params, state = step(params, state)
+  chex.assert_tree_all_finite(params)
+  assert loss(params) < 5.0
+
+
+@pytest.mark.parametrize('magnitude', [0.0, 1e-38, 1e-20, 1.0, 1e30, 3e38])
+def test_finite_gradients_of_any_magnitude(magnitude):
+  opt = OPTIMIZERS['default']()
+  params = {'w': jnp.zeros(4)}
+  grads = {'w': jnp.array([1.0, -1.0, 1.0, -1.0]) * jnp.float32(magnitude)}
+  state = opt.init(params)
+  for _ in range(3):
+    updates, state = opt.update(grads, state)
+  chex.assert_tree_all_finite((updates, state))
+
+
+def test_apply_if_finite_skips_non_finite_gradients():
+  opt = optax.apply_if_finite(OPTIMIZERS['default'](), max_consecutive_errors=5)
+  params = {'w': jnp.ones(3)}
+  state = opt.init(params)
+  for bad in (jnp.nan, jnp.inf):
+    updates, state = opt.update({'w': jnp.array([1.0, bad, 1.0])}, state)
+    assert optax.apply_updates(params, updates)['w'].tolist() == [1.0, 1.0, 1.0]
+  chex.assert_tree_all_finite(state.inner_state)
+  assert state.total_notfinite == 2
+
+
+def test_non_finite_gradient_propagates_without_wrapper():
+  """Documented: a non-finite coordinate gives a non-finite update there."""
+  opt = OPTIMIZERS['default']()
+  params = {'w': jnp.ones(3)}
+  updates, _ = opt.update({'w': jnp.array([1.0, jnp.nan, 1.0])}, opt.init(params))
+  assert np.isnan(updates['w'][1]) and np.all(np.isfinite(updates['w'][::2]))
+
+
+@pytest.mark.parametrize('grads', [
+    {'w': jnp.ones(3), 'extra': jnp.ones(1)},
+    [jnp.ones(3)],
+    {'w': jnp.ones(4)},
+    {'w': jnp.ones((3, 1))},
+])
+def test_mismatched_gradient_tree_raises(grads):
+  opt = OPTIMIZERS['random_2x20']()
+  state = opt.init({'w': jnp.ones(3)})
+  with pytest.raises(ValueError, match='lstm_optimizer: (the )?gradient'):
+    opt.update(grads, state)
+
+
+def test_bad_meta_params_raise():
+  with pytest.raises(ValueError, match='coordinatewise LSTM'):
+    l2l.lstm_optimizer({'params': {'output': {'kernel': jnp.ones((3, 1))}}})
+
+
+def test_meta_gradient_flows_through_update():
+  params = {'w': jnp.array([1.0, -0.5])}
+
+  def loss_after_steps(meta_params):
+    opt = l2l.lstm_optimizer(meta_params)
+    p, state = params, opt.init(params)
+    for _ in range(3):
+      updates, state = opt.update(jax.grad(lambda q: jnp.sum(q['w'] ** 2))(p),
+                                  state)
+      p = optax.apply_updates(p, updates)
+    return jnp.sum(p['w'] ** 2)
+
+  grads = jax.grad(loss_after_steps)(l2l.init_meta_params(KEY))
+  norm = optax.tree.norm(grads)
+  assert np.isfinite(norm) and norm > 0
+
+
+def test_empty_tree():
+  opt = OPTIMIZERS['random_2x20']()
+  updates, state = opt.update({}, opt.init({}))
+  assert updates == {} and state.count == 1
+
+
+def test_meta_params_from_file(tmp_path):
+  meta_params = l2l.init_meta_params(KEY, hidden_size=4, num_layers=1)
+  path = tmp_path / 'm.npz'
+  l2l.save_meta_params(path, meta_params, config={'hidden_size': 4,
+                                                  'num_layers': 1,
+                                                  'output_scale': 0.5})
+  params = {'w': jnp.ones(2)}
+  from_file, _ = l2l.lstm_optimizer(str(path)).update(params, l2l.lstm_optimizer(
+      str(path)).init(params))
+  direct, _ = l2l.lstm_optimizer(meta_params, output_scale=0.5).update(
+      params, l2l.lstm_optimizer(meta_params).init(params))
+  np.testing.assert_allclose(from_file['w'], direct['w'], rtol=1e-6)
