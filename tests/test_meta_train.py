@@ -1,0 +1,119 @@
+"""The meta-training program: resume, logs, evaluation, command line."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import l2l
+import tasks
+from meta_train import __main__ as cli
+from meta_train import config as config_lib
+from meta_train import evaluate
+from meta_train import train as train_lib
+
+SMALL = config_lib.TrainConfig(family='quadratic', meta_steps=10, num_tasks=3,
+                               unroll_length=5, episode_length=20,
+                               checkpoint_every=4)
+
+
+def _log(out_dir):
+  with open(os.path.join(out_dir, train_lib.LOG)) as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize('config, stop_after', [
+    (SMALL, 6),  # mid-episode, between checkpoints
+    (dataclasses.replace(SMALL, family='digits_mlp', meta_steps=4,
+                         episode_length=10, num_tasks=2),
+     3),  # sampled task structures, resumed in the second episode
+])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, config, stop_after):
+  whole = train_lib.train(config, tmp_path / 'whole', progress=False)
+  train_lib.train(config, tmp_path / 'split', progress=False,
+                  stop_after=stop_after)
+  assert not os.path.exists(tmp_path / 'split' / train_lib.META_PARAMS)
+  resumed = train_lib.train(config, tmp_path / 'split', resume=True,
+                            progress=False)
+  a, _ = l2l.load_meta_params(whole)
+  b, manifest = l2l.load_meta_params(resumed)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert manifest['meta_steps'] == config.meta_steps
+  log_whole, log_split = _log(tmp_path / 'whole'), _log(tmp_path / 'split')
+  assert [r['step'] for r in log_split] == list(range(config.meta_steps))
+  assert log_whole == log_split
+
+
+def test_resume_with_other_flags_is_refused(tmp_path):
+  train_lib.train(SMALL, tmp_path, progress=False, stop_after=4)
+  with pytest.raises(ValueError, match='resume with the same flags'):
+    train_lib.train(dataclasses.replace(SMALL, meta_lr=0.1), tmp_path,
+                    resume=True, progress=False)
+
+
+def test_log_records_skipped_steps(tmp_path):
+  train_lib.train(SMALL, tmp_path, progress=False)
+  records = _log(tmp_path)
+  assert len(records) == SMALL.meta_steps
+  assert all(r['num_skipped'] == 0 and r['skipped'] is False for r in records)
+  assert all(np.isfinite(r['meta_loss']) for r in records)
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('episode_length', 22, 'multiple of unroll_length'),
+    ('num_tasks', 0, 'num_tasks must be at least 1'),
+    ('meta_lr', -1.0, 'must be positive'),
+])
+def test_config_validation(field, value, message):
+  with pytest.raises(ValueError, match=message):
+    dataclasses.replace(SMALL, **{field: value})
+
+
+def test_unknown_family_is_a_clear_error(tmp_path):
+  with pytest.raises(ValueError, match='valid names'):
+    train_lib.train(dataclasses.replace(SMALL, family='nope'), tmp_path,
+                    progress=False)
+
+
+def test_secret_adam_scores_as_adam():
+  """A candidate that is Adam at lr 0.03 must score exactly as that Adam."""
+  family = tasks.get_family('quadratic')
+  results = evaluate.evaluate(
+      family, {'secret_adam': optax.adam(0.03)}, num_steps=30, seeds=[0, 1, 2],
+      baselines={'adam': optax.adam})
+  lr_index = evaluate.LR_GRID.index(0.03)
+  adam = results['optimizers']['adam']
+  secret = results['optimizers']['secret_adam']
+  np.testing.assert_allclose(secret['final_losses'],
+                             adam['grid_final_losses'][lr_index], rtol=1e-5)
+  means = np.mean(adam['grid_final_losses'], axis=1)
+  assert adam['lr'] == evaluate.LR_GRID[int(np.argmin(means))]
+  assert adam['mean_final_loss'] <= secret['mean_final_loss'] * (1 + 1e-6)
+  assert 0 < secret['adam_steps_ratio'] <= 1.0
+
+
+def test_diverging_runs_are_counted():
+  family = tasks.get_family('quadratic')
+  results = evaluate.evaluate(family, {'huge_sgd': optax.sgd(10.0)},
+                              num_steps=20, seeds=[0, 1], baselines={})
+  entry = results['optimizers']['huge_sgd']
+  assert entry['num_diverged'] == 2
+
+
+def test_command_line_trains_evaluates_and_plots(tmp_path, capsys):
+  cli.main(['--family', 'x_squared', '--meta-steps', '8', '--num-tasks', '1',
+            '--episode-length', '20', '--unroll-length', '10',
+            '--eval-seeds', '3', '--out', str(tmp_path), '--no-progress'])
+  for name in ('meta_params.npz', 'checkpoint.npz', 'metrics.jsonl',
+               'eval.json', 'eval.png'):
+    assert (tmp_path / name).stat().st_size > 0, name
+  with open(tmp_path / 'eval.json') as f:
+    results = json.load(f)
+  assert set(results['optimizers']) == {'adam', 'rmsprop', 'sgd', 'nesterov',
+                                        os.path.basename(tmp_path)}
+  assert len(results['optimizers']['adam']['final_losses']) == 3
+  assert '| adam |' in capsys.readouterr().out
