@@ -24,8 +24,8 @@ class LSTMOptimizerState(NamedTuple):
 
   Attributes:
     count: int32 number of updates taken.
-    cell: per-coordinate LSTM cell state; a tree like the params whose leaves
-      have shape ``param.shape + (num_layers, hidden_size)``.
+    cell: per-coordinate LSTM cell state: one tree like the params per
+      layer, whose leaves have shape ``param.shape + (hidden_size,)``.
     hidden: per-coordinate LSTM hidden state, shaped like ``cell``.
   """
   count: Array
@@ -43,15 +43,16 @@ def architecture(meta_params: MetaParams) -> dict[str, int]:
   """Returns ``{'hidden_size', 'num_layers'}`` read off the meta-params."""
   try:
     layers = meta_params['params']
-    num_layers = sum(1 for k in layers if k.startswith('lstm_'))
+    num_layers = sum(1 for k in layers if k.endswith('_h'))
     hidden_size = layers['output']['kernel'].shape[0]
     if num_layers < 1:
-      raise ValueError('no LSTM layers (lstm_0, lstm_1, ...)')
+      raise ValueError('no LSTM layers (lstm_0_h, lstm_1_h, ...)')
     for i in range(num_layers):
-      kernel = layers[f'lstm_{i}']['kernel']
-      fan_in = (_network.NUM_INPUTS if i == 0 else hidden_size) + hidden_size
-      if kernel.shape != (fan_in, 4 * hidden_size):
-        raise ValueError(f'lstm_{i} kernel has shape {kernel.shape}')
+      fan_in = _network.NUM_INPUTS if i == 0 else hidden_size
+      shapes = [layers[f'lstm_{i}_{k}'].shape for k in 'xhb']
+      if shapes != [(fan_in, 4 * hidden_size), (hidden_size, 4 * hidden_size),
+                    (4 * hidden_size,)]:
+        raise ValueError(f'layer {i} has weight shapes {shapes}')
   except (KeyError, TypeError, AttributeError, ValueError) as e:
     raise ValueError(
         'meta_params do not describe a coordinatewise LSTM made by '
@@ -61,17 +62,18 @@ def architecture(meta_params: MetaParams) -> dict[str, int]:
 
 def _check_structure(updates: Updates, state: LSTMOptimizerState) -> None:
   """Raises if the gradient tree differs from the params given to init."""
-  if jax.tree.structure(updates) != jax.tree.structure(state.cell):
+  cell = state.cell[0]
+  if jax.tree.structure(updates) != jax.tree.structure(cell):
     raise ValueError(
         'lstm_optimizer: the gradient tree '
         f'{jax.tree.structure(updates)} differs from the params tree given '
-        f'to init {jax.tree.structure(state.cell)}')
+        f'to init {jax.tree.structure(cell)}')
   paths = jax.tree_util.tree_flatten_with_path(updates)[0]
-  for (path, g), cell in zip(paths, jax.tree.leaves(state.cell)):
-    if jnp.shape(g) != cell.shape[:-2]:
+  for (path, g), c in zip(paths, jax.tree.leaves(cell)):
+    if jnp.shape(g) != c.shape[:-1]:
       raise ValueError(
           f'lstm_optimizer: gradient {jax.tree_util.keystr(path)} has shape '
-          f'{jnp.shape(g)} but init saw a parameter of shape {cell.shape[:-2]}')
+          f'{jnp.shape(g)} but init saw a parameter of shape {c.shape[:-1]}')
 
 
 def lstm_optimizer(
@@ -140,13 +142,13 @@ def lstm_optimizer(
   arch = architecture(meta_params)
   network = _network.CoordinatewiseLSTM(
       output_scale=config['output_scale'], **arch)
-  state_shape = (arch['num_layers'], arch['hidden_size'])
+  num_layers, tail = arch['num_layers'], (arch['hidden_size'],)
 
   def init_fn(params: Params) -> LSTMOptimizerState:
-    zeros = lambda p: jnp.zeros(jnp.shape(p) + state_shape, state_dtype)
-    return LSTMOptimizerState(
-        count=jnp.zeros([], jnp.int32),
-        cell=jax.tree.map(zeros, params), hidden=jax.tree.map(zeros, params))
+    zeros = lambda p: jnp.zeros(jnp.shape(p) + tail, state_dtype)
+    layers = lambda: tuple(jax.tree.map(zeros, params)
+                           for _ in range(num_layers))
+    return LSTMOptimizerState(jnp.zeros([], jnp.int32), layers(), layers())
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
@@ -155,28 +157,26 @@ def lstm_optimizer(
     count = optax.safe_increment(state.count)
     if not grads:
       return updates, state._replace(count=count)
-    like = jax.tree.leaves(params) if params is not None else grads
-    sizes = [int(np.size(g)) for g in grads]
+    splits = np.cumsum([np.size(g) for g in grads])[:-1]
     flat = lambda leaves, tail: jnp.concatenate(
         [jnp.reshape(x, (-1,) + tail).astype(jnp.float32) for x in leaves])
-    carry = _network.LSTMCarry(
-        flat(jax.tree.leaves(state.cell), state_shape),
-        flat(jax.tree.leaves(state.hidden), state_shape))
+    per_layer = lambda layers: tuple(
+        flat(jax.tree.leaves(tree), tail) for tree in layers)
     inputs = _preprocess.preprocess_gradients(
         flat(grads, ()), config['preprocess_p'])
-    step, carry = network.apply(meta_params, inputs, carry)
-    splits = np.cumsum(sizes)[:-1]
+    step, carry = network.apply(meta_params, inputs, _network.LSTMCarry(
+        per_layer(state.cell), per_layer(state.hidden)))
 
-    def unflatten(x, shape_of, tail, dtype_of):
-      parts = jnp.split(x, splits)
+    def unflatten(x, tail, dtypes):
       return treedef.unflatten([
-          jnp.reshape(part, jnp.shape(s) + tail).astype(d.dtype)
-          for part, s, d in zip(parts, shape_of, dtype_of)])
+          jnp.reshape(part, jnp.shape(g) + tail).astype(dtype)
+          for part, g, dtype in zip(jnp.split(x, splits), grads, dtypes)])
 
-    state_like = [jax.ShapeDtypeStruct((), state_dtype)] * len(grads)
-    new_updates = unflatten(step, grads, (), like)
-    cell = unflatten(carry.cell, grads, state_shape, state_like)
-    hidden = unflatten(carry.hidden, grads, state_shape, state_like)
+    like = jax.tree.leaves(params) if params is not None else grads
+    new_updates = unflatten(step, (), [x.dtype for x in like])
+    state_dtypes = [state_dtype] * len(grads)
+    cell, hidden = (tuple(unflatten(x, tail, state_dtypes) for x in layers)
+                    for layers in carry)
     return new_updates, LSTMOptimizerState(count, cell, hidden)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -45,8 +45,9 @@ def test_shapes_dtypes_and_finiteness(opt_name, tree_name, dtype):
   chex.assert_trees_all_equal_structs(new_state, state)
   chex.assert_trees_all_equal_dtypes(new_state, state)
   assert new_state.count == 1
-  for p, c in zip(jax.tree.leaves(params), jax.tree.leaves(new_state.cell)):
-    assert c.shape[:-2] == p.shape and c.dtype == jnp.float32
+  for layer in new_state.cell + new_state.hidden:
+    for p, c in zip(jax.tree.leaves(params), jax.tree.leaves(layer)):
+      assert c.shape[:-1] == p.shape and c.dtype == jnp.float32
 
 
 @pytest.mark.parametrize('state_dtype', [jnp.float32, jnp.bfloat16])

@@ -1,0 +1,91 @@
+"""Problems that learned optimizers are meta-trained and judged on.
+
+See :mod:`tasks.base` for the Task and TaskFamily protocols. Families are
+built by name with :func:`get_family`:
+
+  >>> family = get_family("mnist1d_mlp", batch_sizes=(64,))
+  >>> task = family.sample_task(np.random.default_rng(0))
+"""
+
+from typing import Any, Callable
+
+
+from tasks.base import Params, Problem, Task, TaskFamily
+from tasks.conv import ConvFamily, ConvTask
+from tasks.data import (DATA_DIR_ENV, DATASETS, cifar10, digits, mnist,
+                        mnist1d, read_cifar10_bin, read_cifar10_py, read_idx)
+from tasks.mlp import MLPFamily, MLPTask
+from tasks.quadratic import (QuadraticFamily, QuadraticProblem, QuadraticTask,
+                             XSquaredFamily, XSquaredTask)
+
+__all__ = (
+    "ConvFamily",
+    "ConvTask",
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "FAMILIES",
+    "MLPFamily",
+    "MLPTask",
+    "Params",
+    "Problem",
+    "QuadraticFamily",
+    "QuadraticProblem",
+    "QuadraticTask",
+    "Task",
+    "TaskFamily",
+    "XSquaredFamily",
+    "XSquaredTask",
+    "cifar10",
+    "digits",
+    "get_family",
+    "mnist",
+    "mnist1d",
+    "read_cifar10_bin",
+    "read_cifar10_py",
+    "read_idx",
+)
+
+# Depth 1 or 2 with equal widths: depth and width are each uniform.
+_SAMPLED_MLP = dict(
+    hidden_sizes=tuple((w,) * depth for depth in (1, 2)
+                       for w in (16, 20, 32, 64)),
+    activations=("sigmoid", "relu", "tanh"),
+    batch_sizes=(32, 64, 128),
+)
+_SAMPLED_CONV = dict(
+    channels=((8, 8), (8, 16), (16, 16)),
+    activations=("relu", "tanh"),
+    batch_sizes=(32, 64, 128),
+)
+
+# name -> (constructor, default keyword arguments).
+FAMILIES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "quadratic": (QuadraticFamily, {}),
+    "x_squared": (XSquaredFamily, {}),
+    **{f"{dataset}_mlp": (MLPFamily, dict(dataset=dataset, **_SAMPLED_MLP))
+       for dataset in DATASETS},
+    **{f"{dataset}_conv": (ConvFamily, dict(dataset=dataset, **_SAMPLED_CONV))
+       for dataset in DATASETS},
+}
+
+
+def get_family(name: str, **kwargs) -> TaskFamily:
+  """Builds the registered task family ``name``.
+
+  Args:
+    name: A key of :data:`FAMILIES`, e.g. ``"quadratic"``, ``"x_squared"``,
+      ``"mnist1d_mlp"``, ``"digits_conv"``.
+    **kwargs: Override the registered defaults (e.g. ``split="test"``,
+      ``data_dir=...``, ``dim=20``).
+
+  Returns:
+    The family.
+
+  Raises:
+    ValueError: if ``name`` is not registered; the message lists valid names.
+  """
+  if name not in FAMILIES:
+    raise ValueError(f"Unknown task family {name!r}; valid names:"
+                     f" {', '.join(sorted(FAMILIES))}.")
+  constructor, defaults = FAMILIES[name]
+  return constructor(**{**defaults, **kwargs})
