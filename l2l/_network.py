@@ -28,7 +28,8 @@ def _project(inputs: Array, kernel: Array) -> Array:
   A ``[N, 2] @ [2, 4H]`` matmul would write its own ``[N, 4H]`` output; as
   broadcast products XLA fuses it into the gate arithmetic instead.
   """
-  return sum(inputs[:, i:i + 1] * kernel[i] for i in range(inputs.shape[1]))
+  return sum(inputs[:, i:i + 1] * kernel[i:i + 1]
+             for i in range(inputs.shape[1]))
 
 
 class CoordinatewiseLSTM(nn.Module):
@@ -68,7 +69,7 @@ class CoordinatewiseLSTM(nn.Module):
                             (self.hidden_size, hidden_4))
       bias = self.param(f'lstm_{layer}_b', nn.initializers.zeros, (hidden_4,))
       projected = (_project(x, kernel_x) if layer == 0 else x @ kernel_x)
-      gates = projected + carry.hidden[layer] @ kernel_h + bias
+      gates = projected + carry.hidden[layer] @ kernel_h + bias[None]
       i, f, g, o = jnp.split(gates, 4, axis=-1)
       # The +1 forget bias makes a fresh cell remember, as is standard.
       cell = jax.nn.sigmoid(f + 1.0) * carry.cell[layer] + (

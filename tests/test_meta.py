@@ -68,9 +68,11 @@ def test_meta_training_converges_on_x_squared():
   """Paper's sanity check: f(x) = x^2 from x0 = 1 reaches below 1e-5.
 
   The learned optimizer is run for one episode (100 steps) every 50
-  meta-steps; it must get there within 500 meta-steps.
+  meta-steps; it must get there within 500 meta-steps. With seed 3 the
+  untrained optimizer makes the loss worse (about 8 after 100 steps), so
+  passing needs meta-training to work.
   """
-  config = config_lib.TrainConfig(family='x_squared', meta_steps=500,
+  config = config_lib.TrainConfig(family='x_squared', meta_steps=500, seed=3,
                                   num_tasks=1, meta_lr=1e-2,
                                   checkpoint_every=10**6)
   trainer = train_lib.Trainer(config)
@@ -83,7 +85,7 @@ def test_meta_training_converges_on_x_squared():
       finals.append(_final_x_squared(state.meta_params, config.episode_length))
       if finals[-1] < 1e-5:
         break
-  assert first > 1e-2, first
+  assert first > 1.0, first
   assert finals[-1] < 1e-5, finals
 
 
