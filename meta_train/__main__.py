@@ -1,7 +1,7 @@
 """``python -m meta_train``: meta-train a learned optimizer, then evaluate it."""
 
 import argparse
-import os
+import sys
 
 from meta_train import config as config_lib
 from meta_train import evaluate
@@ -27,8 +27,10 @@ def main(argv=None) -> None:
   config_lib.add_arguments(parser)
   args = parser.parse_args(argv)
   config = config_lib.from_arguments(args)
+  command = ' '.join(['python -m meta_train'] + list(
+      sys.argv[1:] if argv is None else argv))
   path = train.train(config, args.out, resume=args.resume,
-                     progress=args.progress)
+                     progress=args.progress, command=command)
   print(f'wrote {path}')
   if args.evaluate:
     evaluate.run([path], config.family,

@@ -115,7 +115,8 @@ def _restore(trainer: Trainer, out_dir: str):
 
 
 def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> str:
+          progress: bool = True, stop_after: int | None = None,
+          command: str | None = None) -> str:
   """Meta-trains a learned optimizer and saves its meta-parameters.
 
   Args:
@@ -126,6 +127,7 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
     progress: show a progress bar.
     stop_after: stop (after checkpointing) once this many meta-steps are
       done, as an interrupted run would; for tests.
+    command: the command line recorded in the manifest (default: argv).
 
   Returns:
     The path of the saved meta-parameters.
@@ -163,7 +165,7 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
                                          **config.optimizer_kwargs},
         task_family=config.family, meta_steps=config.meta_steps,
         seed=config.seed, train_config=dataclasses.asdict(config),
-        command=' '.join(sys.argv),
+        command=command or ' '.join(sys.argv),
         wall_time_s=round(elapsed + time.time() - begin_time, 1))
   return path
 
