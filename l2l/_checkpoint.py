@@ -190,12 +190,12 @@ def load_meta_params(path: str | os.PathLike) -> tuple[Any, dict]:
   config = manifest.get('config')
   if manifest.get('kind') != 'meta_params' or not isinstance(config, dict):
     raise CheckpointError(f'{os.fspath(path)}: not a meta-parameter checkpoint')
-  shape_kwargs = {k: config[k] for k in ('hidden_size', 'num_layers')
+  shape_kwargs = {k: config[k] for k in ('design', 'hidden_size', 'num_layers')
                   if k in config}
   try:
     like = jax.eval_shape(lambda: _network.init_meta_params(
         jax.random.key(0), **shape_kwargs))
-  except TypeError as e:
+  except (TypeError, ValueError) as e:
     raise CheckpointError(
         f'{os.fspath(path)}: incompatible architecture {config}: {e}') from e
   meta_params, manifest = load_checkpoint(path, like)

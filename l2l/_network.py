@@ -8,7 +8,6 @@ import jax.numpy as jnp
 
 from l2l._base import Array, MetaParams
 
-NUM_INPUTS = 2  # (log-magnitude, sign) of the preprocessed gradient.
 
 
 class LSTMCarry(NamedTuple):
@@ -42,7 +41,8 @@ class CoordinatewiseLSTM(nn.Module):
     (i, f, g, o) = x W_x + h W_h + b, \quad
     c' = \sigma(f + 1) c + \sigma(i) \tanh g, \quad h' = \sigma(o) \tanh c'
 
-  and the output is ``output_scale * (h' W_out + b_out)`` of the top layer.
+  and the outputs are ``output_scale * (h' W_out + b_out)`` of the top
+  layer.
   The weights are shared by all coordinates; each coordinate has its own
   ``(c, h)``. All coordinates are one batch of rows. The input projection of
   the first layer is computed as fused multiply-adds and the gates stay in
@@ -51,15 +51,20 @@ class CoordinatewiseLSTM(nn.Module):
   Attributes:
     hidden_size: units per layer (20 in the paper).
     num_layers: stacked LSTM layers (2 in the paper).
+    num_outputs: read-out values per coordinate.
     output_scale: factor on the linear read-out (0.1 in the paper).
+    output_init: initializer of the read-out kernel; zeros make a fresh
+      network output exactly zero.
   """
   hidden_size: int = 20
   num_layers: int = 2
+  num_outputs: int = 1
   output_scale: float = 0.1
+  output_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, inputs: Array, carry: LSTMCarry) -> tuple[Array, LSTMCarry]:
-    """Maps ``[N, NUM_INPUTS]`` inputs to an ``[N]`` output and a new carry."""
+    """Maps ``[N, F]`` inputs to ``[N, num_outputs]`` and a new carry."""
     init = nn.initializers.lecun_normal()
     hidden_4 = 4 * self.hidden_size
     x, cells, hiddens = inputs, [], []
@@ -77,24 +82,43 @@ class CoordinatewiseLSTM(nn.Module):
       x = jax.nn.sigmoid(o) * jnp.tanh(cell)
       cells.append(cell)
       hiddens.append(x)
-    output = nn.Dense(1, name='output')(x)[:, 0] * self.output_scale
+    output = nn.Dense(self.num_outputs, kernel_init=self.output_init,
+                      name='output')(x) * self.output_scale
     return output, LSTMCarry(tuple(cells), tuple(hiddens))
 
 
 def init_meta_params(
-    key: jax.Array, *, hidden_size: int = 20, num_layers: int = 2
+    key: jax.Array, *, design: str = 'paper', hidden_size: int = 20,
+    num_layers: int = 2
 ) -> MetaParams:
-  """Returns fresh meta-parameters of the coordinatewise LSTM.
+  """Returns fresh meta-parameters of a learned optimizer.
 
   Args:
     key: PRNG key.
+    design: ``'paper'`` (Andrychowicz et al. 2016) or ``'adaptive'`` (see
+      :func:`l2l.lstm_optimizer`); a fresh ``'adaptive'`` optimizer is Adam.
     hidden_size: units per LSTM layer.
     num_layers: number of stacked LSTM layers.
 
   Returns:
-    A flax parameter dict (a pytree of float32 arrays).
+    A pytree of float32 arrays: ``{'params': <LSTM weights>}``, plus
+    ``{'nominal': {'log_lr': ...}}`` for the adaptive design.
   """
-  network = CoordinatewiseLSTM(hidden_size=hidden_size, num_layers=num_layers)
+  if design not in DESIGNS:
+    raise ValueError(f'unknown design {design!r}; choose from {sorted(DESIGNS)}')
+  num_inputs, num_outputs = DESIGNS[design]
+  network = CoordinatewiseLSTM(
+      hidden_size=hidden_size, num_layers=num_layers, num_outputs=num_outputs,
+      output_init=(nn.initializers.zeros if design == 'adaptive'
+                   else nn.initializers.lecun_normal()))
   zeros = (jnp.zeros((1, hidden_size), jnp.float32),) * num_layers
-  return network.init(
-      key, jnp.zeros((1, NUM_INPUTS), jnp.float32), LSTMCarry(zeros, zeros))
+  meta_params = dict(network.init(
+      key, jnp.zeros((1, num_inputs), jnp.float32), LSTMCarry(zeros, zeros)))
+  if design == 'adaptive':
+    meta_params['nominal'] = {'log_lr': jnp.log(jnp.float32(ADAPTIVE_INIT_LR))}
+  return meta_params
+
+
+# design -> (per-coordinate input features, outputs per coordinate).
+DESIGNS = {'paper': (2, 1), 'adaptive': (4, 2)}
+ADAPTIVE_INIT_LR = 1e-2

@@ -11,11 +11,14 @@ import optax
 
 from l2l import _checkpoint
 from l2l import _network
-from l2l import _preprocess
+from l2l import _rules
 from l2l._base import Array, MetaParams, Params, Updates
 
-DEFAULT_META_PARAMS = os.path.join(
-    os.path.dirname(__file__), 'default', 'lstm_optimizer.npz')
+_SHIPPED = os.path.join(os.path.dirname(__file__), 'default')
+# Named configurations shipped inside the package.
+NAMED = {'default': os.path.join(_SHIPPED, 'lstm_optimizer.npz'),
+         'paper2016': os.path.join(_SHIPPED, 'paper2016.npz')}
+DEFAULT_META_PARAMS = NAMED['default']
 PAPER_CONFIG = {'preprocess_p': 10.0, 'output_scale': 0.1}
 
 
@@ -27,37 +30,46 @@ class LSTMOptimizerState(NamedTuple):
     cell: per-coordinate LSTM cell state: one tree like the params per
       layer, whose leaves have shape ``param.shape + (hidden_size,)``.
     hidden: per-coordinate LSTM hidden state, shaped like ``cell``.
+    moments: the design's gradient accumulators, each a tree like the
+      params (empty for the paper design; second moment and momenta at
+      decays 0.5, 0.9, 0.99 for the adaptive one).
   """
   count: Array
   cell: Any
   hidden: Any
+  moments: Any = ()
 
 
 @functools.cache
-def _default_meta_params() -> tuple[MetaParams, dict]:
-  meta_params, manifest = _checkpoint.load_meta_params(DEFAULT_META_PARAMS)
+def _load(path: str) -> tuple[MetaParams, dict]:
+  meta_params, manifest = _checkpoint.load_meta_params(path)
   return meta_params, manifest['config']
 
 
-def architecture(meta_params: MetaParams) -> dict[str, int]:
-  """Returns ``{'hidden_size', 'num_layers'}`` read off the meta-params."""
+def architecture(meta_params: MetaParams) -> dict[str, Any]:
+  """Returns ``{'design', 'hidden_size', 'num_layers'}`` of the meta-params."""
   try:
+    design = 'adaptive' if 'nominal' in meta_params else 'paper'
+    num_inputs, num_outputs = _network.DESIGNS[design]
     layers = meta_params['params']
     num_layers = sum(1 for k in layers if k.endswith('_h'))
     hidden_size = layers['output']['kernel'].shape[0]
     if num_layers < 1:
       raise ValueError('no LSTM layers (lstm_0_h, lstm_1_h, ...)')
     for i in range(num_layers):
-      fan_in = _network.NUM_INPUTS if i == 0 else hidden_size
+      fan_in = num_inputs if i == 0 else hidden_size
       shapes = [layers[f'lstm_{i}_{k}'].shape for k in 'xhb']
       if shapes != [(fan_in, 4 * hidden_size), (hidden_size, 4 * hidden_size),
                     (4 * hidden_size,)]:
         raise ValueError(f'layer {i} has weight shapes {shapes}')
+    if layers['output']['kernel'].shape != (hidden_size, num_outputs):
+      raise ValueError('the read-out does not match the design')
   except (KeyError, TypeError, AttributeError, ValueError) as e:
     raise ValueError(
         'meta_params do not describe a coordinatewise LSTM made by '
         f'l2l.init_meta_params: {e!r}') from e
-  return {'hidden_size': int(hidden_size), 'num_layers': num_layers}
+  return {'design': design, 'hidden_size': int(hidden_size),
+          'num_layers': num_layers}
 
 
 def _check_structure(updates: Updates, state: LSTMOptimizerState) -> None:
@@ -83,34 +95,38 @@ def lstm_optimizer(
     output_scale: float | None = None,
     state_dtype: Any = jnp.float32,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""A coordinatewise LSTM learned optimizer (Andrychowicz et al., 2016).
+  r"""A coordinatewise LSTM learned optimizer.
 
   Every coordinate :math:`i` of every parameter runs the same LSTM
-  :math:`m_\phi` on its own gradient, with its own recurrent state:
+  :math:`m_\phi` with its own recurrent state, and
+  :math:`\theta_{t+1}^i = \theta_t^i + u_t^i`. Two designs exist, told apart
+  by the meta-parameters:
 
-  .. math::
-    (u_t^i, h_{t+1}^i) = m_\phi(\mathrm{pre}(g_t^i), h_t^i), \qquad
-    \theta_{t+1}^i = \theta_t^i + u_t^i
+  - ``'paper'`` (Andrychowicz et al., 2016):
+    :math:`u_t^i = m_\phi(\mathrm{pre}(g_t^i))` with the log-magnitude and
+    sign preprocessing :func:`l2l.preprocess_gradients`.
+  - ``'adaptive'``: Adam-normalised gradient and momenta at three
+    timescales in, a per-coordinate step-size factor and a direction
+    correction out, around a nominal Adam step (see ``l2l._rules.adaptive``).
 
-  where :math:`\mathrm{pre}` is :func:`l2l.preprocess_gradients` and the
-  LSTM's linear read-out is multiplied by ``output_scale``. All coordinates
-  of all leaves are processed as one batch. The LSTM runs in float32; the
-  state is stored in ``state_dtype`` and updates come out in the dtype of
-  the params (or of the gradients when ``params`` is not given). A
-  non-finite gradient coordinate gives a non-finite update and state for
-  that coordinate: wrap the optimizer in ``optax.apply_if_finite`` to skip
-  such steps.
+  The read-out is multiplied by ``output_scale``. All coordinates of all
+  leaves are processed as one batch. The LSTM runs in float32; the state is
+  stored in ``state_dtype`` and updates come out in the dtype of the params
+  (or of the gradients when ``params`` is not given). A non-finite gradient
+  coordinate gives a non-finite update and state for that coordinate: wrap
+  the optimizer in ``optax.apply_if_finite`` to skip such steps.
 
   Args:
-    meta_params: the LSTM weights (a pytree from :func:`l2l.init_meta_params`
-      or meta-training, traced or concrete), a path to a file written by
-      :func:`l2l.save_meta_params`, or ``None`` for the default shipped with
-      the package. The architecture is read off their shapes.
-    preprocess_p: exponent ``p`` of the gradient preprocessing; ``None``
-      takes the value stored with the loaded meta-params, else 10.
+    meta_params: the weights (a pytree from :func:`l2l.init_meta_params` or
+      meta-training, traced or concrete); a path to a file written by
+      :func:`l2l.save_meta_params`; the name of a configuration shipped with
+      the package (``'default'``, ``'paper2016'``); or ``None`` for
+      ``'default'``. The design and sizes are read off the meta-params.
+    preprocess_p: exponent ``p`` of the paper design's preprocessing;
+      ``None`` takes the value stored with loaded meta-params, else 10.
     output_scale: factor on the read-out; ``None`` as for ``preprocess_p``,
       else 0.1.
-    state_dtype: dtype of the stored LSTM state.
+    state_dtype: dtype of the stored LSTM state and moments.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` does not need
@@ -126,29 +142,39 @@ def lstm_optimizer(
   References:
     Andrychowicz et al., 2016, "Learning to learn by gradient descent by
     gradient descent", https://arxiv.org/abs/1606.04474.
+    Lv et al., 2017, "Learning gradient descent: better generalization and
+    longer horizons", https://arxiv.org/abs/1703.03633.
+    Wichrowska et al., 2017, "Learned optimizers that scale and
+    generalize", https://arxiv.org/abs/1703.04813.
+    Harrison et al., 2022, "A closer look at learned optimization:
+    stability, robustness, and inductive biases",
+    https://arxiv.org/abs/2209.11208.
   """
   config = dict(PAPER_CONFIG)
-  if meta_params is None:
-    meta_params, stored = _default_meta_params()
+  if meta_params is None or isinstance(meta_params, (str, os.PathLike)):
+    path = NAMED.get(meta_params or 'default', meta_params)
+    meta_params, stored = _load(os.fspath(path))
     config.update({k: stored[k] for k in PAPER_CONFIG if k in stored})
-  elif isinstance(meta_params, (str, os.PathLike)):
-    meta_params, manifest = _checkpoint.load_meta_params(meta_params)
-    config.update({k: manifest['config'][k] for k in PAPER_CONFIG
-                   if k in manifest['config']})
   if preprocess_p is not None:
     config['preprocess_p'] = preprocess_p
   if output_scale is not None:
     config['output_scale'] = output_scale
   arch = architecture(meta_params)
+  rule = _rules.RULES[arch['design']]
   network = _network.CoordinatewiseLSTM(
-      output_scale=config['output_scale'], **arch)
-  num_layers, tail = arch['num_layers'], (arch['hidden_size'],)
+      hidden_size=arch['hidden_size'], num_layers=arch['num_layers'],
+      num_outputs=_network.DESIGNS[arch['design']][1],
+      output_scale=config['output_scale'])
+  tail = (arch['hidden_size'],)
 
   def init_fn(params: Params) -> LSTMOptimizerState:
-    zeros = lambda p: jnp.zeros(jnp.shape(p) + tail, state_dtype)
-    layers = lambda: tuple(jax.tree.map(zeros, params)
-                           for _ in range(num_layers))
-    return LSTMOptimizerState(jnp.zeros([], jnp.int32), layers(), layers())
+    zeros = lambda shape_tail: lambda p: jnp.zeros(
+        jnp.shape(p) + shape_tail, state_dtype)
+    trees = lambda n, shape_tail: tuple(
+        jax.tree.map(zeros(shape_tail), params) for _ in range(n))
+    return LSTMOptimizerState(
+        jnp.zeros([], jnp.int32), trees(arch['num_layers'], tail),
+        trees(arch['num_layers'], tail), trees(rule.num_moments, ()))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
@@ -158,25 +184,27 @@ def lstm_optimizer(
     if not grads:
       return updates, state._replace(count=count)
     splits = np.cumsum([np.size(g) for g in grads])[:-1]
-    flat = lambda leaves, tail: jnp.concatenate(
-        [jnp.reshape(x, (-1,) + tail).astype(jnp.float32) for x in leaves])
-    per_layer = lambda layers: tuple(
-        flat(jax.tree.leaves(tree), tail) for tree in layers)
-    inputs = _preprocess.preprocess_gradients(
-        flat(grads, ()), config['preprocess_p'])
-    step, carry = network.apply(meta_params, inputs, _network.LSTMCarry(
-        per_layer(state.cell), per_layer(state.hidden)))
 
-    def unflatten(x, tail, dtypes):
-      return treedef.unflatten([
+    def gather(trees, tail):
+      return tuple(jnp.concatenate([
+          jnp.reshape(x, (-1,) + tail).astype(jnp.float32)
+          for x in jax.tree.leaves(tree)]) for tree in trees)
+
+    def scatter(flats, tail, dtypes):
+      return tuple(treedef.unflatten([
           jnp.reshape(part, jnp.shape(g) + tail).astype(dtype)
           for part, g, dtype in zip(jnp.split(x, splits), grads, dtypes)])
+                   for x in flats)
 
+    step, carry, moments = rule.apply(
+        network, meta_params, gather([updates], ())[0],
+        _network.LSTMCarry(gather(state.cell, tail), gather(state.hidden, tail)),
+        gather(state.moments, ()), count, config['preprocess_p'])
     like = jax.tree.leaves(params) if params is not None else grads
-    new_updates = unflatten(step, (), [x.dtype for x in like])
     state_dtypes = [state_dtype] * len(grads)
-    cell, hidden = (tuple(unflatten(x, tail, state_dtypes) for x in layers)
-                    for layers in carry)
-    return new_updates, LSTMOptimizerState(count, cell, hidden)
+    return scatter([step], (), [x.dtype for x in like])[0], LSTMOptimizerState(
+        count, scatter(carry.cell, tail, state_dtypes),
+        scatter(carry.hidden, tail, state_dtypes),
+        scatter(moments, (), state_dtypes))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -19,6 +19,9 @@ class TrainConfig:
     clip_norm: global-norm clip of the meta-gradient.
     log_losses: meta-train on the sum of log losses instead of losses.
     second_order: keep second derivatives through the optimizee gradient.
+    design: the learned optimizer's design, ``'paper'`` (Andrychowicz et
+      al. 2016) or ``'adaptive'`` (Adam-normalised momenta and a nominal
+      Adam term; see ``l2l.lstm_optimizer``).
     hidden_size: LSTM units per layer.
     num_layers: stacked LSTM layers.
     preprocess_p: gradient preprocessing exponent ``p``.
@@ -35,6 +38,7 @@ class TrainConfig:
   clip_norm: float = 1.0
   log_losses: bool = True
   second_order: bool = False
+  design: str = 'paper'
   hidden_size: int = 20
   num_layers: int = 2
   preprocess_p: float = 10.0
@@ -67,7 +71,8 @@ class TrainConfig:
 
   @property
   def architecture(self) -> dict:
-    return {'hidden_size': self.hidden_size, 'num_layers': self.num_layers}
+    return {'design': self.design, 'hidden_size': self.hidden_size,
+            'num_layers': self.num_layers}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,23 +14,43 @@ from tasks.base import Params, Problem, Task, TaskFamily
 from tasks.conv import ConvFamily, ConvTask
 from tasks.data import (DATA_DIR_ENV, DATASETS, cifar10, digits, mnist,
                         mnist1d, read_cifar10_bin, read_cifar10_py, read_idx)
+from tasks.mixture import MixtureFamily
+from tasks.heldout import (AutoencoderFamily, AutoencoderTask,
+                           IllConditionedQuadraticFamily,
+                           IllConditionedQuadraticProblem,
+                           IllConditionedQuadraticTask, LinearRegressionFamily,
+                           LinearRegressionProblem, LinearRegressionTask,
+                           LogisticRegressionFamily, RosenbrockFamily,
+                           RosenbrockTask)
 from tasks.mlp import MLPFamily, MLPTask
 from tasks.quadratic import (QuadraticFamily, QuadraticProblem, QuadraticTask,
                              XSquaredFamily, XSquaredTask)
 
 __all__ = (
+    "AutoencoderFamily",
+    "AutoencoderTask",
     "ConvFamily",
     "ConvTask",
     "DATASETS",
     "DATA_DIR_ENV",
     "FAMILIES",
+    "IllConditionedQuadraticFamily",
+    "IllConditionedQuadraticProblem",
+    "IllConditionedQuadraticTask",
+    "LinearRegressionFamily",
+    "LinearRegressionProblem",
+    "LinearRegressionTask",
+    "LogisticRegressionFamily",
     "MLPFamily",
+    "MixtureFamily",
     "MLPTask",
     "Params",
     "Problem",
     "QuadraticFamily",
     "QuadraticProblem",
     "QuadraticTask",
+    "RosenbrockFamily",
+    "RosenbrockTask",
     "Task",
     "TaskFamily",
     "XSquaredFamily",
@@ -66,6 +86,12 @@ FAMILIES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
        for dataset in DATASETS},
     **{f"{dataset}_conv": (ConvFamily, dict(dataset=dataset, **_SAMPLED_CONV))
        for dataset in DATASETS},
+    # Held out: never drawn in meta-training (tasks/heldout.py).
+    "autoencoder": (AutoencoderFamily, {}),
+    "linear_regression": (LinearRegressionFamily, {}),
+    "logistic_regression": (LogisticRegressionFamily, {}),
+    "rosenbrock": (RosenbrockFamily, {}),
+    "ill_conditioned_quadratic": (IllConditionedQuadraticFamily, {}),
 }
 
 
@@ -74,7 +100,8 @@ def get_family(name: str, **kwargs) -> TaskFamily:
 
   Args:
     name: A key of :data:`FAMILIES`, e.g. ``"quadratic"``, ``"x_squared"``,
-      ``"mnist1d_mlp"``, ``"digits_conv"``.
+      ``"mnist1d_mlp"``, ``"digits_conv"``, or several joined by ``+`` for a
+      :class:`MixtureFamily` (``"quadratic+mnist1d_mlp"``).
     **kwargs: Override the registered defaults (e.g. ``split="test"``,
       ``data_dir=...``, ``dim=20``).
 
@@ -84,6 +111,10 @@ def get_family(name: str, **kwargs) -> TaskFamily:
   Raises:
     ValueError: if ``name`` is not registered; the message lists valid names.
   """
+  if "+" in name:
+    if kwargs:
+      raise ValueError(f"mixture {name!r} takes no keyword arguments")
+    return MixtureFamily(tuple(get_family(part) for part in name.split("+")))
   if name not in FAMILIES:
     raise ValueError(f"Unknown task family {name!r}; valid names:"
                      f" {', '.join(sorted(FAMILIES))}.")

@@ -52,7 +52,8 @@ def test_meta_params_round_trip_with_manifest(tmp_path):
   for field in ('task_family', 'seed', 'meta_steps', 'date', 'l2l_version',
                 'config'):
     assert field in manifest
-  assert l2l.architecture(loaded) == {'hidden_size': 5, 'num_layers': 3}
+  assert l2l.architecture(loaded) == {'design': 'paper', 'hidden_size': 5,
+                                      'num_layers': 3}
 
 
 def test_write_is_atomic_and_leaves_no_temporary(tmp_path, monkeypatch):
@@ -142,11 +143,13 @@ def test_incompatible_architecture_raises(tmp_path):
     l2l.load_meta_params(path)
 
 
-def test_shipped_default_loads():
+@pytest.mark.parametrize('name', ['lstm_optimizer.npz', 'paper2016.npz'])
+def test_shipped_configurations_load_with_manifest(name):
   meta_params, manifest = l2l.load_meta_params(
-      os.path.join(os.path.dirname(l2l.__file__), 'default',
-                   'lstm_optimizer.npz'))
-  assert l2l.architecture(meta_params) == {
-      k: manifest['config'][k] for k in ('hidden_size', 'num_layers')}
+      os.path.join(os.path.dirname(l2l.__file__), 'default', name))
+  arch = l2l.architecture(meta_params)
+  assert arch == {'design': manifest['config'].get('design', 'paper'),
+                  'hidden_size': manifest['config']['hidden_size'],
+                  'num_layers': manifest['config']['num_layers']}
   for field in ('command', 'seed', 'meta_steps', 'task_family', 'wall_time_s'):
     assert field in manifest

@@ -11,12 +11,23 @@ import pytest
 import l2l
 
 KEY = jax.random.key(0)
+
+
+def _perturbed_adaptive():
+  """An adaptive design whose LSTM read-out is not zero (so it is not Adam)."""
+  meta_params = l2l.init_meta_params(KEY, design='adaptive')
+  kernel = meta_params['params']['output']['kernel']
+  meta_params['params']['output']['kernel'] = jax.random.normal(
+      jax.random.key(1), kernel.shape)
+  return meta_params
 OPTIMIZERS = {
     'random_2x20': lambda **kw: l2l.lstm_optimizer(
         l2l.init_meta_params(KEY), **kw),
     'random_3x8': lambda **kw: l2l.lstm_optimizer(
         l2l.init_meta_params(KEY, hidden_size=8, num_layers=3), **kw),
     'default': lambda **kw: l2l.lstm_optimizer(**kw),
+    'adaptive_perturbed': lambda **kw: l2l.lstm_optimizer(
+        _perturbed_adaptive(), **kw),
 }
 PYTREES = {
     'dict': lambda d: {'w': jnp.ones((3, 2), d), 'b': jnp.full((2,), -0.5, d)},
@@ -157,9 +168,10 @@ def test_optax_wrappers(wrap):
   assert loss(params) < 5.0
 
 
+@pytest.mark.parametrize('opt_name', OPTIMIZERS)
 @pytest.mark.parametrize('magnitude', [0.0, 1e-38, 1e-20, 1.0, 1e30, 3e38])
-def test_finite_gradients_of_any_magnitude(magnitude):
-  opt = OPTIMIZERS['default']()
+def test_finite_gradients_of_any_magnitude(opt_name, magnitude):
+  opt = OPTIMIZERS[opt_name]()
   params = {'w': jnp.zeros(4)}
   grads = {'w': jnp.array([1.0, -1.0, 1.0, -1.0]) * jnp.float32(magnitude)}
   state = opt.init(params)
@@ -240,3 +252,25 @@ def test_meta_params_from_file(tmp_path):
   direct, _ = l2l.lstm_optimizer(meta_params, output_scale=0.5).update(
       params, l2l.lstm_optimizer(meta_params).init(params))
   np.testing.assert_allclose(from_file['w'], direct['w'], rtol=1e-6)
+
+
+def test_fresh_adaptive_design_is_adam():
+  opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='adaptive'))
+  adam = optax.adam(1e-2)
+  params = {'w': jnp.linspace(-1.0, 1.0, 7), 'b': jnp.ones((2, 3))}
+  state, adam_state = opt.init(params), adam.init(params)
+  for i in range(5):
+    grads = jax.tree.map(lambda x: jnp.sin(3 * x + i), params)
+    updates, state = opt.update(grads, state)
+    expected, adam_state = adam.update(grads, adam_state)
+    chex.assert_trees_all_close(updates, expected, atol=1e-7)
+  assert len(state.moments) == 4
+
+
+def test_named_configurations_load():
+  paper = l2l.lstm_optimizer('paper2016')
+  params = {'w': jnp.ones(2)}
+  state = paper.init(params)
+  assert state.moments == () and len(state.cell) == 2
+  with pytest.raises(l2l.CheckpointError, match='no such checkpoint'):
+    l2l.lstm_optimizer('no_such_configuration')
