@@ -1,0 +1,353 @@
+"""Evaluation suites: named lists of cases, run and summarised by one command.
+
+A *case* is a task family with fixed options and a training horizon. The
+``paper`` suite re-runs the experiments of Andrychowicz et al. (2016) on
+MNIST-1D in place of MNIST: the 10-d quadratic, the 1×20 sigmoid MLP at
+three horizons, and its generalisation to 40 units, two layers and ReLU. The
+``heldout`` suite holds problems that meta-training never draws: other MLPs,
+a convnet, an autoencoder, linear and logistic regression, Rosenbrock, a
+quadratic with condition number 1e6 and a 2000-step horizon. ``all`` runs
+both.
+
+Each case runs :func:`meta_train.evaluate.evaluate` (every candidate against
+Adam, RMSprop, SGD and Nesterov SGD with tuned learning rates) and writes
+``<case>.json`` and ``<case>.png``; ``summary.json`` and ``summary.md`` hold
+one row per (case, candidate) and are rewritten after every case, so an
+interrupted run keeps what it finished::
+
+  python -m meta_train.suite --suite paper --seeds 3 --out runs/suite \
+      --candidates default runs/default/meta_params.npz
+"""
+
+import json
+import math
+import os
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import tqdm
+
+from meta_train import evaluate
+
+
+class Case(NamedTuple):
+  """One evaluation case.
+
+  Attributes:
+    name: Unique name; also the stem of the case's JSON and PNG files.
+    family: A key of ``tasks.FAMILIES``.
+    kwargs: Keyword arguments of ``tasks.get_family``.
+    num_steps: Training horizon.
+  """
+
+  name: str
+  family: str
+  kwargs: Mapping[str, Any]
+  num_steps: int
+
+
+def _mlp(hidden_sizes: tuple[int, ...], activation: str,
+         batch_size: int = 128) -> dict[str, Any]:
+  """Family options of one fixed MLP structure on the test split."""
+  return dict(hidden_sizes=(hidden_sizes,), activations=(activation,),
+              batch_sizes=(batch_size,), split='test')
+
+
+_PAPER_MLP = _mlp((20,), 'sigmoid')
+
+SUITES: dict[str, list[Case]] = {
+    'paper': [
+        Case('quadratic', 'quadratic', {}, 100),
+        Case('mnist1d_mlp_100', 'mnist1d_mlp', _PAPER_MLP, 100),
+        Case('mnist1d_mlp_200', 'mnist1d_mlp', _PAPER_MLP, 200),
+        Case('mnist1d_mlp_1000', 'mnist1d_mlp', _PAPER_MLP, 1000),
+        Case('mnist1d_mlp_40_units', 'mnist1d_mlp', _mlp((40,), 'sigmoid'),
+             200),
+        Case('mnist1d_mlp_2_layers', 'mnist1d_mlp',
+             _mlp((20, 20), 'sigmoid'), 200),
+        Case('mnist1d_mlp_relu', 'mnist1d_mlp', _mlp((20,), 'relu'), 200),
+    ],
+    'heldout': [
+        Case('digits_mlp_64x64_tanh', 'digits_mlp', _mlp((64, 64), 'tanh'),
+             500),
+        Case('mnist1d_mlp_128_gelu', 'mnist1d_mlp', _mlp((128,), 'gelu'), 500),
+        Case('mnist1d_mlp_32x32x32_relu', 'mnist1d_mlp',
+             _mlp((32, 32, 32), 'relu'), 1000),
+        Case('digits_conv_8x16_relu', 'digits_conv',
+             dict(channels=((8, 16),), activations=('relu',),
+                  batch_sizes=(128,), split='test'), 300),
+        Case('mnist1d_autoencoder_16_tanh', 'autoencoder',
+             dict(dataset='mnist1d', hidden_sizes=((16,),),
+                  activations=('tanh',), batch_sizes=(128,), split='test'),
+             500),
+        Case('linear_regression', 'linear_regression', {}, 300),
+        Case('digits_logistic_regression', 'logistic_regression',
+             dict(dataset='digits', batch_sizes=(128,), split='test'), 300),
+        Case('rosenbrock', 'rosenbrock', {}, 1000),
+        Case('ill_conditioned_quadratic', 'ill_conditioned_quadratic', {},
+             500),
+        Case('mnist1d_mlp_2000', 'mnist1d_mlp', _PAPER_MLP, 2000),
+    ],
+}
+DEFAULT_CANDIDATE = 'default'
+
+
+def suite_names() -> list[str]:
+  """The valid values of ``--suite``: every key of :data:`SUITES` and 'all'."""
+  return list(SUITES) + ['all']
+
+
+def suite_cases(suite: str, only: Sequence[str] | None = None) -> list[Case]:
+  """The cases of ``suite`` ('all': every suite in order), optionally a subset.
+
+  Args:
+    suite: A key of :data:`SUITES` or ``'all'``.
+    only: Case names to keep (in suite order); ``None`` keeps all.
+
+  Raises:
+    ValueError: for an unknown suite or case name; the message lists the
+      valid ones.
+  """
+  if suite not in suite_names():
+    raise ValueError(f'Unknown suite {suite!r}; valid: {suite_names()}.')
+  chosen = SUITES.values() if suite == 'all' else [SUITES[suite]]
+  cases = [Case(*case) for cases in chosen for case in cases]
+  if only is None:
+    return cases
+  names = [case.name for case in cases]
+  unknown = [name for name in only if name not in names]
+  if unknown:
+    raise ValueError(f'Unknown case(s) {unknown} in suite {suite!r}; valid:'
+                     f' {names}.')
+  return [case for case in cases if case.name in only]
+
+
+def _is_default(arg: str | None) -> bool:
+  return arg is None or arg in (DEFAULT_CANDIDATE, 'None')
+
+
+def candidate_name(arg: str | None) -> str:
+  """'default' for the shipped optimizer, else the file's directory name.
+
+  ``runs/foo/meta_params.npz`` is called ``foo``; a string that is not a
+  file (a named configuration) is its own name.
+  """
+  if _is_default(arg):
+    return DEFAULT_CANDIDATE
+  if arg.endswith('.npz') or os.path.isfile(arg):
+    parent = os.path.basename(os.path.dirname(os.path.abspath(arg)))
+    return parent or os.path.splitext(os.path.basename(arg))[0]
+  return arg
+
+
+def candidate_names(args: Sequence[str | None]) -> dict[str, str]:
+  """Returns ``{name: argument}`` for the ``--candidates`` arguments.
+
+  Repeats are dropped and every spelling of the default becomes
+  ``'default'``; a name that clashes with an earlier one is replaced by its
+  argument (as in ``meta_train.evaluate``).
+  """
+  names = {}
+  for arg in dict.fromkeys(DEFAULT_CANDIDATE if _is_default(arg) else arg
+                           for arg in args):
+    name = candidate_name(arg)
+    names[str(arg) if name in names else name] = arg
+  return names
+
+
+def load_candidates(args: Sequence[str | None]) -> dict[str, Any]:
+  """Builds ``{name: optimizer}`` with :func:`l2l.lstm_optimizer`.
+
+  Args:
+    args: Paths of meta-params files, named configurations, or ``None`` /
+      ``'default'`` for the shipped default.
+  """
+  import l2l  # pylint: disable=g-import-not-at-top
+  return {name: l2l.lstm_optimizer() if _is_default(arg)
+          else l2l.lstm_optimizer(arg)
+          for name, arg in candidate_names(args).items()}
+
+
+def _score(value) -> float:
+  """A mean loss for ranking: non-finite (or missing) ranks last."""
+  return value if value is not None and math.isfinite(value) else math.inf
+
+
+def summarise(results_by_case: Mapping[str, dict]) -> list[dict]:
+  """One row per (case, candidate) from :func:`evaluate.evaluate` results.
+
+  Values are copied as they come (NaN and inf included); only the
+  comparisons rank a non-finite mean as worse than any finite one.
+
+  Args:
+    results_by_case: case name -> the results of that case, in order.
+
+  Returns:
+    Rows with keys ``case``, ``family``, ``num_steps``, ``num_seeds``,
+    ``candidate``, ``candidate_mean_final_loss``, ``candidate_diverged``,
+    ``adam_mean_final_loss``, ``adam_lr``, ``best_baseline``,
+    ``best_baseline_mean_final_loss``, ``beats_adam`` (candidate mean below
+    tuned Adam's; ``None`` without Adam) and ``adam_steps_ratio``.
+  """
+  rows = []
+  for case_name, results in results_by_case.items():
+    optimizers = results['optimizers']
+    baselines = [name for name, r in optimizers.items()
+                 if r['kind'] == 'baseline']
+    best = min(baselines, key=lambda name: _score(
+        optimizers[name]['mean_final_loss']), default=None)
+    adam = optimizers.get('adam')
+    for name, entry in optimizers.items():
+      if entry['kind'] != 'candidate':
+        continue
+      mean = entry['mean_final_loss']
+      rows.append({
+          'case': case_name,
+          'family': results['family'],
+          'num_steps': results['num_steps'],
+          'num_seeds': len(entry['final_losses']),
+          'candidate': name,
+          'candidate_mean_final_loss': mean,
+          'candidate_diverged': entry['num_diverged'],
+          'adam_mean_final_loss': None if adam is None else (
+              adam['mean_final_loss']),
+          'adam_lr': None if adam is None else adam['lr'],
+          'best_baseline': best,
+          'best_baseline_mean_final_loss': (
+              None if best is None else optimizers[best]['mean_final_loss']),
+          'beats_adam': (None if adam is None else
+                         _score(mean) < _score(adam['mean_final_loss'])),
+          'adam_steps_ratio': entry.get('adam_steps_ratio'),
+      })
+  return rows
+
+
+def _fmt(value, spec: str = '.4g') -> str:
+  if value is None:
+    return '-'
+  if isinstance(value, bool):
+    return 'yes' if value else 'no'
+  return format(value, spec)
+
+
+def markdown(rows: Sequence[dict]) -> str:
+  """A Markdown table of summary rows, then each candidate's win count."""
+  lines = ['| case | steps | candidate | loss | diverged | Adam loss | Adam lr'
+           ' | best baseline | beats Adam | Adam steps ratio |',
+           '|---|---|---|---|---|---|---|---|---|---|']
+  for row in rows:
+    best = row['best_baseline']
+    best = '-' if best is None else (
+        f'{best} ({_fmt(row["best_baseline_mean_final_loss"])})')
+    lines.append(
+        f'| {row["case"]} | {row["num_steps"]} | {row["candidate"]} | '
+        f'{_fmt(row["candidate_mean_final_loss"])} | '
+        f'{row["candidate_diverged"]}/{row["num_seeds"]} | '
+        f'{_fmt(row["adam_mean_final_loss"])} | {_fmt(row["adam_lr"], "g")} | '
+        f'{best} | {_fmt(row["beats_adam"])} | '
+        f'{_fmt(row["adam_steps_ratio"], ".3g")} |')
+  wins = {}
+  for row in rows:
+    won, total = wins.get(row['candidate'], (0, 0))
+    wins[row['candidate']] = (won + bool(row['beats_adam']), total + 1)
+  lines.append('')
+  lines.extend(f'{name} beats tuned Adam on {won}/{total} cases.'
+               for name, (won, total) in wins.items())
+  return '\n'.join(lines)
+
+
+def _write_atomic(path: str, text: str) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_summary(rows: Sequence[dict], out_dir: str,
+                  metadata: Mapping[str, Any]) -> tuple[str, str]:
+  """Writes ``summary.json`` (metadata and rows) and ``summary.md``."""
+  os.makedirs(out_dir, exist_ok=True)
+  json_path = os.path.join(out_dir, 'summary.json')
+  md_path = os.path.join(out_dir, 'summary.md')
+  _write_atomic(json_path, json.dumps({**metadata, 'rows': list(rows)},
+                                      indent=1, allow_nan=True))
+  _write_atomic(md_path, markdown(rows) + '\n')
+  return json_path, md_path
+
+
+def run_suite(cases: Sequence[Case], candidates: Mapping[str, Any], *,
+              num_seeds: int, out_dir: str, progress: bool = True,
+              metadata: Mapping[str, Any] | None = None) -> list[dict]:
+  """Evaluates every candidate on every case; writes reports and a summary.
+
+  Args:
+    cases: The cases (or ``(name, family, kwargs, num_steps)`` tuples), run
+      in order.
+    candidates: name -> optax transform to judge.
+    num_seeds: Evaluation problems per case (seeds ``0 .. num_seeds - 1``).
+    out_dir: Receives ``<case>.json``, ``<case>.png``, ``summary.json`` and
+      ``summary.md`` (the summary is rewritten after every case).
+    progress: Show a progress bar over cases.
+    metadata: Extra entries for ``summary.json``.
+
+  Returns:
+    The rows of :func:`summarise`.
+  """
+  import tasks  # pylint: disable=g-import-not-at-top
+  cases = [Case(*case) for case in cases]  # Plain 4-tuples are cases too.
+  metadata = {**(metadata or {}), 'num_seeds': num_seeds,
+              'cases': [case._asdict() for case in cases]}
+  results_by_case, rows = {}, []
+  with tqdm.tqdm(cases, unit='case', disable=not progress) as bar:
+    for case in bar:
+      bar.set_postfix_str(case.name)
+      family = tasks.get_family(case.family, **case.kwargs)
+      results = evaluate.evaluate(family, candidates,
+                                  num_steps=case.num_steps,
+                                  seeds=range(num_seeds))
+      results['case'] = case._asdict()
+      evaluate.write_report(results, out_dir, stem=case.name)
+      results_by_case[case.name] = results
+      rows = summarise(results_by_case)
+      write_summary(rows, out_dir, metadata)
+      tqdm.tqdm.write(f'{case.name} ({case.num_steps} steps):\n'
+                      f'{evaluate.table(results)}')
+  return rows
+
+
+def main(argv=None) -> list[dict]:
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog='python -m meta_train.suite',
+      description='Run a named suite of evaluation cases: learned optimizers '
+      'against tuned Adam, RMSprop, SGD and Nesterov SGD.')
+  parser.add_argument('--suite', default='paper', choices=suite_names(),
+                      help='which cases to run')
+  parser.add_argument('--seeds', type=int, default=3,
+                      help='evaluation problems per case')
+  parser.add_argument('--out', default='runs/suite', help='output directory')
+  parser.add_argument('--candidates', nargs='+', default=[DEFAULT_CANDIDATE],
+                      metavar='NAME_OR_PATH',
+                      help="meta_params.npz files, or 'default' for the "
+                      'shipped optimizer')
+  parser.add_argument('--only', nargs='+', metavar='CASE',
+                      help='run only these cases of the suite')
+  parser.add_argument('--no-progress', dest='progress', action='store_false')
+  args = parser.parse_args(argv)
+  if args.seeds < 1:
+    parser.error('--seeds must be at least 1')
+  try:
+    cases = suite_cases(args.suite, args.only)
+  except ValueError as e:
+    parser.error(str(e))
+  candidates = load_candidates(args.candidates)
+  rows = run_suite(cases, candidates, num_seeds=args.seeds, out_dir=args.out,
+                   progress=args.progress,
+                   metadata={'suite': args.suite,
+                             'candidates': candidate_names(args.candidates)})
+  print(markdown(rows))
+  print(f'wrote {os.path.join(args.out, "summary.json")} and summary.md')
+  return rows
+
+
+if __name__ == '__main__':
+  main()

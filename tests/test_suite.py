@@ -1,0 +1,154 @@
+"""Tests for meta_train/suite.py: suite data, summaries, the command line."""
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+import tasks
+from meta_train import suite
+
+
+def _all_cases():
+  return [case for cases in suite.SUITES.values() for case in cases]
+
+
+def test_suites_are_valid():
+  assert set(suite.SUITES) == {'paper', 'heldout'}
+  cases = _all_cases()
+  names = [case.name for case in cases]
+  assert len(names) == len(set(names)), 'case names are file stems'
+  for case in cases:
+    assert len(case) == 4 and isinstance(case.num_steps, int), case
+    assert case.num_steps > 0, case
+    family = tasks.get_family(case.family, **case.kwargs)
+    fields = {f.name for f in dataclasses.fields(family)}
+    if 'split' in fields:  # Data-backed: judge on the test split.
+      assert family.split == 'test', case.name
+  heldout_families = {case.family for case in suite.SUITES['heldout']}
+  assert {'autoencoder', 'linear_regression', 'logistic_regression',
+          'rosenbrock', 'ill_conditioned_quadratic',
+          'digits_conv'} <= heldout_families
+  paper = {case.name: case for case in suite.SUITES['paper']}
+  assert paper['quadratic'].num_steps == 100
+  mlp_steps = sorted(case.num_steps for case in paper.values()
+                     if case.kwargs.get('hidden_sizes') == ((20,),)
+                     and case.kwargs['activations'] == ('sigmoid',))
+  assert mlp_steps == [100, 200, 1000]
+
+
+def test_suite_cases_selects_and_refuses():
+  assert len(suite.suite_cases('all')) == len(_all_cases())
+  only = suite.suite_cases('paper', ['mnist1d_mlp_relu', 'quadratic'])
+  assert [case.name for case in only] == ['quadratic', 'mnist1d_mlp_relu']
+  with pytest.raises(ValueError, match='quadratic'):
+    suite.suite_cases('paper', ['rosenbrock'])
+  with pytest.raises(ValueError, match='heldout'):
+    suite.suite_cases('everything')
+
+
+def test_candidate_names():
+  names = suite.candidate_names([None, 'default', 'runs/a/meta_params.npz',
+                                 'other/a/meta_params.npz',
+                                 'runs/a/meta_params.npz', 'paper2016'])
+  assert names == {'default': 'default', 'a': 'runs/a/meta_params.npz',
+                   'other/a/meta_params.npz': 'other/a/meta_params.npz',
+                   'paper2016': 'paper2016'}
+
+
+def _entry(kind, mean, lr=None, diverged=0, **extra):
+  entry = {'kind': kind, 'mean_final_loss': mean, 'final_losses': [mean] * 3,
+           'num_diverged': diverged, **extra}
+  return entry if lr is None else {**entry, 'lr': lr}
+
+
+def _results(family, optimizers):
+  return {'family': family, 'num_steps': 50, 'optimizers': optimizers}
+
+
+def test_summarise_and_markdown():
+  results_by_case = {
+      'good': _results('quadratic', {
+          'mine': _entry('candidate', 0.5, adam_steps_ratio=math.inf),
+          'adam': _entry('baseline', 1.0, lr=0.03),
+          'rmsprop': _entry('baseline', float('nan'), lr=0.1),
+          'nesterov': _entry('baseline', 0.25, lr=0.01),
+      }),
+      'bad': _results('rosenbrock', {
+          'mine': _entry('candidate', float('nan'), diverged=3,
+                         adam_steps_ratio=0.0),
+          'other': _entry('candidate', 2.0, adam_steps_ratio=0.5),
+          'adam': _entry('baseline', 1.0, lr=0.3),
+          'sgd': _entry('baseline', float('inf'), lr=1.0),
+      }),
+  }
+  rows = suite.summarise(results_by_case)
+  assert [(r['case'], r['candidate']) for r in rows] == [
+      ('good', 'mine'), ('bad', 'mine'), ('bad', 'other')]
+  good, bad, other = rows
+  assert good['beats_adam'] is True
+  assert good['best_baseline'] == 'nesterov'  # NaN never ranks first.
+  assert good['best_baseline_mean_final_loss'] == 0.25
+  assert good['adam_mean_final_loss'] == 1.0 and good['adam_lr'] == 0.03
+  assert good['adam_steps_ratio'] == math.inf
+  assert bad['beats_adam'] is False and math.isnan(
+      bad['candidate_mean_final_loss'])  # Reported as it came.
+  assert bad['candidate_diverged'] == 3 and bad['num_seeds'] == 3
+  assert bad['best_baseline'] == 'adam' and bad['family'] == 'rosenbrock'
+  assert other['beats_adam'] is False
+  text = suite.markdown(rows)
+  assert text.count('\n| ') == 3
+  assert '| good | 50 | mine | 0.5 | 0/3 | 1 | 0.03 | nesterov (0.25) | yes |' \
+      in text
+  assert '| bad | 50 | mine | nan | 3/3 |' in text
+  assert 'mine beats tuned Adam on 1/2 cases.' in text
+  assert 'other beats tuned Adam on 0/1 cases.' in text
+
+
+def test_summarise_without_adam():
+  rows = suite.summarise({'c': _results('x', {
+      'mine': _entry('candidate', 1.0)})})
+  assert rows[0]['beats_adam'] is None and rows[0]['best_baseline'] is None
+  assert '| c | 50 | mine | 1 | 0/3 | - | - | - | - | - |' in (
+      suite.markdown(rows))
+
+
+def test_command_line_runs_one_case(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(suite, 'SUITES', {
+      'paper': [suite.Case('tiny_quadratic', 'quadratic', {}, 20),
+                suite.Case('skipped', 'x_squared', {}, 20)],
+      'heldout': []})
+  out = tmp_path / 'suite'
+  rows = suite.main(['--suite', 'all', '--seeds', '2', '--out', str(out),
+                     '--only', 'tiny_quadratic', '--candidates', 'default',
+                     '--no-progress'])
+  for name in ('summary.json', 'summary.md', 'tiny_quadratic.json',
+               'tiny_quadratic.png'):
+    assert (out / name).stat().st_size > 0, name
+  assert not (out / 'skipped.json').exists()
+  assert not list(out.glob('*.tmp'))
+  with open(out / 'summary.json') as f:
+    summary = json.load(f)
+  assert summary['rows'] == json.loads(json.dumps(rows))
+  assert [(r['case'], r['candidate']) for r in rows] == [
+      ('tiny_quadratic', 'default')]
+  assert summary['suite'] == 'all' and summary['num_seeds'] == 2
+  assert summary['candidates'] == {'default': 'default'}
+  with open(out / 'tiny_quadratic.json') as f:
+    case = json.load(f)
+  assert case['seeds'] == [0, 1] and case['num_steps'] == 20
+  assert case['case']['name'] == 'tiny_quadratic'
+  assert rows[0]['adam_mean_final_loss'] == case['optimizers']['adam'][
+      'mean_final_loss']
+  assert rows[0]['beats_adam'] == (rows[0]['candidate_mean_final_loss']
+                                   < rows[0]['adam_mean_final_loss'])
+  printed = capsys.readouterr().out
+  assert '| tiny_quadratic | 20 | default |' in printed
+  assert (out / 'summary.md').read_text() in printed + '\n'
+
+
+def test_command_line_refuses_unknown_case(tmp_path):
+  with pytest.raises(SystemExit):
+    suite.main(['--suite', 'paper', '--only', 'no_such_case', '--out',
+                str(tmp_path)])
