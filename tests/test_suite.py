@@ -4,9 +4,15 @@ import dataclasses
 import json
 import math
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
+import l2l
 import tasks
+from meta_train import ablate
 from meta_train import suite
 
 
@@ -152,3 +158,20 @@ def test_command_line_refuses_unknown_case(tmp_path):
   with pytest.raises(SystemExit):
     suite.main(['--suite', 'paper', '--only', 'no_such_case', '--out',
                 str(tmp_path)])
+
+
+def test_ablation_nominal_only_is_adam_at_the_learned_rate():
+  meta_params = l2l.init_meta_params(jax.random.key(0), design='adaptive')
+  meta_params['params']['output']['kernel'] = jnp.ones_like(
+      meta_params['params']['output']['kernel'])
+  meta_params['nominal']['log_lr'] = jnp.log(jnp.float32(0.03))
+  nominal = l2l.lstm_optimizer(ablate.ablate(meta_params, (0, 1)))
+  adam = optax.adam(0.03)
+  params = {'w': jnp.linspace(-1.0, 1.0, 5)}
+  grads = {'w': jnp.cos(params['w'])}
+  got, _ = nominal.update(grads, nominal.init(params))
+  want, _ = adam.update(grads, adam.init(params))
+  np.testing.assert_allclose(got['w'], want['w'], rtol=1e-5)
+  changed, _ = l2l.lstm_optimizer(meta_params).update(
+      grads, l2l.lstm_optimizer(meta_params).init(params))
+  assert not np.allclose(changed['w'], want['w'])
