@@ -89,7 +89,7 @@ class CoordinatewiseLSTM(nn.Module):
 
 def init_meta_params(
     key: jax.Array, *, design: str = 'paper', hidden_size: int = 20,
-    num_layers: int = 2
+    num_layers: int = 2, nominal_lr: float = 0.1
 ) -> MetaParams:
   """Returns fresh meta-parameters of a learned optimizer.
 
@@ -99,6 +99,7 @@ def init_meta_params(
       :func:`l2l.lstm_optimizer`); a fresh ``'adaptive'`` optimizer is Adam.
     hidden_size: units per LSTM layer.
     num_layers: number of stacked LSTM layers.
+    nominal_lr: the adaptive design's initial Adam learning rate.
 
   Returns:
     A pytree of float32 arrays: ``{'params': <LSTM weights>}``, plus
@@ -115,10 +116,9 @@ def init_meta_params(
   meta_params = dict(network.init(
       key, jnp.zeros((1, num_inputs), jnp.float32), LSTMCarry(zeros, zeros)))
   if design == 'adaptive':
-    meta_params['nominal'] = {'log_lr': jnp.log(jnp.float32(ADAPTIVE_INIT_LR))}
+    meta_params['nominal'] = {'log_lr': jnp.log(jnp.float32(nominal_lr))}
   return meta_params
 
 
 # design -> (per-coordinate input features, outputs per coordinate).
 DESIGNS = {'paper': (2, 1), 'adaptive': (4, 2)}
-ADAPTIVE_INIT_LR = 1e-2

@@ -255,7 +255,8 @@ def test_meta_params_from_file(tmp_path):
 
 
 def test_fresh_adaptive_design_is_adam():
-  opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='adaptive'))
+  opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='adaptive',
+                                                 nominal_lr=0.01))
   adam = optax.adam(1e-2)
   params = {'w': jnp.linspace(-1.0, 1.0, 7), 'b': jnp.ones((2, 3))}
   state, adam_state = opt.init(params), adam.init(params)
