@@ -9,23 +9,19 @@ Read the ratios: both sides are timed in turn in the same process.
 
 import argparse
 import functools
-import importlib
 import os
 import platform
 import statistics
 import sys
 import time
-import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-# The repository is not installed; `python benchmarks/bench.py` must find it.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import l2l  # pylint: disable=wrong-import-position
+import l2l
+import tasks
 
 ADAM_LR = 1e-3
 NUM_LAYERS = 10  # the tree has a weight and a bias per layer
@@ -105,22 +101,6 @@ def update_rows(sizes, repeats, meta_params):
   return rows
 
 
-def _family(name: str):
-  """The task family; if tasks/__init__.py breaks, the quadratic without it."""
-  try:
-    import tasks  # pylint: disable=import-outside-toplevel
-    return tasks.get_family(name)
-  except Exception as e:  # pylint: disable=broad-except  # tasks/ in flux
-    if name != 'quadratic':
-      raise
-    print(f'  tasks/ does not import ({e!r}); loading tasks/quadratic.py alone')
-    for module in [m for m in sys.modules if m.split('.')[0] == 'tasks']:
-      del sys.modules[module]
-    sys.modules['tasks'] = types.ModuleType('tasks')
-    sys.modules['tasks'].__path__ = [os.path.join(ROOT, 'tasks')]
-    return importlib.import_module('tasks.quadratic').QuadraticFamily()
-
-
 def meta_rows(task, num_tasks, unroll_length, repeats):
   """Inner steps/s of the meta-step, a learned unroll, and an Adam unroll."""
   key_meta, key_inner, key_step = jax.random.split(jax.random.key(0), 3)
@@ -173,14 +153,14 @@ def print_meta_table(args, repeats):
   print(f'{"":<30} {"ms/call":>9} {"inner steps/s":>14} {"vs adam":>8}')
   for name in args.families:
     try:
-      task = _family(name).sample_task(np.random.default_rng(0))
+      task = tasks.get_family(name).sample_task(np.random.default_rng(0))
       num_params = sum(p.size for p in jax.tree.leaves(
           task.init_params(jax.random.key(0))))
       print(f'{name} ({task.name}, {num_params:,} params)')
       for what, ms, per_s, ratio in meta_rows(
           task, args.num_tasks, args.unroll_length, repeats):
         print(f'  {what:<28} {ms:>9.2f} {per_s:>14,.0f} {ratio:>8.3f}')
-    except Exception as e:  # pylint: disable=broad-except  # tasks/ in flux
+    except (ValueError, FileNotFoundError) as e:  # e.g. no local data files
       print(f'{name}: skipped ({type(e).__name__}: {e})')
 
 
@@ -195,6 +175,8 @@ def main(argv=None):
   parser.add_argument('--unroll-length', type=int, default=20)
   parser.add_argument('--families', nargs='+',
                       default=['quadratic', 'mnist1d_mlp'])
+  parser.add_argument('--designs', nargs='+', default=['paper', 'adaptive'],
+                      help='learned-optimizer designs to time updates of')
   args = parser.parse_args(argv)
   sizes = args.sizes or [1e5, 1e6] + (
       [1e7, 1e8] if jax.default_backend() != 'cpu' else [])
@@ -203,11 +185,12 @@ def main(argv=None):
   print(f'jax {jax.__version__}, optax {optax.__version__}, backend '
         f'{jax.default_backend()}, devices {jax.devices()}, '
         f'{os.cpu_count()} cpus, {platform.platform()}')
-  meta_params = l2l.init_meta_params(jax.random.key(0))
-  print(f'learned optimizer: {l2l.architecture(meta_params)}, random '
-        'meta-params; adam: optax.adam(1e-3)')
-  print_update_table(update_rows([int(s) for s in sizes], args.repeats,
-                                 meta_params))
+  for design in args.designs:
+    meta_params = l2l.init_meta_params(jax.random.key(0), design=design)
+    print(f'\nlearned optimizer: {l2l.architecture(meta_params)}, random '
+          'meta-params; adam: optax.adam(1e-3)')
+    print_update_table(update_rows([int(s) for s in sizes], args.repeats,
+                                   meta_params))
   print_meta_table(args, args.repeats or 10)
   print(f'\ntotal {time.perf_counter() - begin:.1f} s')
 

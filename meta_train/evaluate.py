@@ -11,12 +11,14 @@ never draws (a three-word seed sequence; training uses two words).
 import json
 import math
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+import l2l
 
 LR_GRID = tuple(m * 10.0**e for e in range(-4, 1) for m in (1, 3))
 BASELINES: Mapping[str, Callable[[float], optax.GradientTransformation]] = {
@@ -26,6 +28,7 @@ BASELINES: Mapping[str, Callable[[float], optax.GradientTransformation]] = {
     'nesterov': lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
 }
 _EVAL_WORD = 0xE7A1
+DEFAULT_CANDIDATE = 'default'
 
 
 def eval_problem(family, seed: int):
@@ -175,16 +178,57 @@ def add_arguments(parser) -> None:
                       help='number of evaluation problems')
 
 
-def run(meta_params_paths: Sequence[str], family_name: str, num_steps: int,
-        num_seeds: int, out_dir: str, stem: str = 'eval') -> dict:
+def _is_default(arg: str | None) -> bool:
+  return arg is None or arg in (DEFAULT_CANDIDATE, 'None')
+
+
+def candidate_name(arg: str | None) -> str:
+  """'default' for the shipped optimizer, else the file's directory name.
+
+  ``runs/foo/meta_params.npz`` is called ``foo``; a string that is not a
+  file (a named configuration) is its own name.
+  """
+  if _is_default(arg):
+    return DEFAULT_CANDIDATE
+  if arg.endswith('.npz') or os.path.isfile(arg):
+    parent = os.path.basename(os.path.dirname(os.path.abspath(arg)))
+    return parent or os.path.splitext(os.path.basename(arg))[0]
+  return arg
+
+
+def candidate_names(args: Sequence[str | None]) -> dict[str, str]:
+  """Returns ``{name: argument}`` for the ``--candidates`` arguments.
+
+  Repeats are dropped and every spelling of the default becomes
+  ``'default'``; a name that clashes with an earlier one is replaced by its
+  argument (as in ``meta_train.evaluate``).
+  """
+  names = {}
+  for arg in dict.fromkeys(DEFAULT_CANDIDATE if _is_default(arg) else arg
+                           for arg in args):
+    name = candidate_name(arg)
+    names[str(arg) if name in names else name] = arg
+  return names
+
+
+def load_candidates(args: Sequence[str | None]) -> dict[str, Any]:
+  """Builds ``{name: optimizer}`` with :func:`l2l.lstm_optimizer`.
+
+  Args:
+    args: Paths of meta-params files, named configurations, or ``None`` /
+      ``'default'`` for the shipped default.
+  """
+  return {name: l2l.lstm_optimizer() if _is_default(arg)
+          else l2l.lstm_optimizer(arg)
+          for name, arg in candidate_names(args).items()}
+
+
+def run(meta_params_paths: Sequence[str | None], family_name: str,
+        num_steps: int, num_seeds: int, out_dir: str,
+        stem: str = 'eval') -> dict:
   """Evaluates saved learned optimizers; writes JSON and PNG; prints a table."""
-  import l2l  # pylint: disable=g-import-not-at-top
   import tasks  # pylint: disable=g-import-not-at-top
-  candidates = {}
-  for path in meta_params_paths:
-    name = 'l2l-default' if path is None else os.path.basename(
-        os.path.dirname(os.path.abspath(path)))
-    candidates[path if name in candidates else name] = l2l.lstm_optimizer(path)
+  candidates = load_candidates(meta_params_paths)
   family = tasks.get_family(family_name)
   if 'split' in getattr(family, '__dataclass_fields__', {}):
     family = tasks.get_family(family_name, split='test')

@@ -88,7 +88,10 @@ SUITES: dict[str, list[Case]] = {
         Case('mnist1d_mlp_2000', 'mnist1d_mlp', _PAPER_MLP, 2000),
     ],
 }
-DEFAULT_CANDIDATE = 'default'
+DEFAULT_CANDIDATE = evaluate.DEFAULT_CANDIDATE
+candidate_name = evaluate.candidate_name
+candidate_names = evaluate.candidate_names
+load_candidates = evaluate.load_candidates
 
 
 def suite_names() -> list[str]:
@@ -119,52 +122,6 @@ def suite_cases(suite: str, only: Sequence[str] | None = None) -> list[Case]:
     raise ValueError(f'Unknown case(s) {unknown} in suite {suite!r}; valid:'
                      f' {names}.')
   return [case for case in cases if case.name in only]
-
-
-def _is_default(arg: str | None) -> bool:
-  return arg is None or arg in (DEFAULT_CANDIDATE, 'None')
-
-
-def candidate_name(arg: str | None) -> str:
-  """'default' for the shipped optimizer, else the file's directory name.
-
-  ``runs/foo/meta_params.npz`` is called ``foo``; a string that is not a
-  file (a named configuration) is its own name.
-  """
-  if _is_default(arg):
-    return DEFAULT_CANDIDATE
-  if arg.endswith('.npz') or os.path.isfile(arg):
-    parent = os.path.basename(os.path.dirname(os.path.abspath(arg)))
-    return parent or os.path.splitext(os.path.basename(arg))[0]
-  return arg
-
-
-def candidate_names(args: Sequence[str | None]) -> dict[str, str]:
-  """Returns ``{name: argument}`` for the ``--candidates`` arguments.
-
-  Repeats are dropped and every spelling of the default becomes
-  ``'default'``; a name that clashes with an earlier one is replaced by its
-  argument (as in ``meta_train.evaluate``).
-  """
-  names = {}
-  for arg in dict.fromkeys(DEFAULT_CANDIDATE if _is_default(arg) else arg
-                           for arg in args):
-    name = candidate_name(arg)
-    names[str(arg) if name in names else name] = arg
-  return names
-
-
-def load_candidates(args: Sequence[str | None]) -> dict[str, Any]:
-  """Builds ``{name: optimizer}`` with :func:`l2l.lstm_optimizer`.
-
-  Args:
-    args: Paths of meta-params files, named configurations, or ``None`` /
-      ``'default'`` for the shipped default.
-  """
-  import l2l  # pylint: disable=g-import-not-at-top
-  return {name: l2l.lstm_optimizer() if _is_default(arg)
-          else l2l.lstm_optimizer(arg)
-          for name, arg in candidate_names(args).items()}
 
 
 def _score(value) -> float:
