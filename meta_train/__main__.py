@@ -1,7 +1,10 @@
 """``python -m meta_train``: meta-train a learned optimizer, then evaluate it."""
 
 import argparse
+import os
 import sys
+
+import jax
 
 from meta_train import config as config_lib
 from meta_train import evaluate
@@ -24,8 +27,15 @@ def main(argv=None) -> None:
   parser.add_argument('--eval-steps', type=int, default=None,
                       help='evaluation horizon (default: episode length)')
   parser.add_argument('--eval-seeds', type=int, default=5)
+  parser.add_argument(
+      '--compilation-cache', default=os.path.join(
+          os.path.expanduser('~'), '.cache', 'l2l', 'xla'),
+      help="XLA's persistent compilation cache ('' to disable); recompiling "
+      'a task structure seen before then reads it from disk')
   config_lib.add_arguments(parser)
   args = parser.parse_args(argv)
+  if args.compilation_cache:
+    jax.config.update('jax_compilation_cache_dir', args.compilation_cache)
   config = config_lib.from_arguments(args)
   command = ' '.join(['python -m meta_train'] + list(
       sys.argv[1:] if argv is None else argv))

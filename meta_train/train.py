@@ -15,6 +15,7 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm
@@ -26,6 +27,10 @@ from meta_train.config import TrainConfig
 CHECKPOINT = 'checkpoint.npz'
 LOG = 'metrics.jsonl'
 META_PARAMS = 'meta_params.npz'
+# Every task structure compiles its own meta-step. XLA's CPU programs hold
+# memory mappings until freed, and a process that keeps ~100 of them runs
+# out (LLVM "Cannot allocate memory"), so at most this many stay compiled.
+MAX_COMPILED_STRUCTURES = 16
 
 
 class Trainer:
@@ -47,6 +52,7 @@ class Trainer:
         lambda meta_params, task, key: l2l.init_inner_states(
             task, self.optimizer_fn(meta_params), key, config.num_tasks))
     self._keys = jax.random.split(jax.random.key(config.seed), 3)
+    self._compiled = set()
 
   def task(self, episode: int):
     """The task of ``episode``, the same in every run with this seed."""
@@ -54,10 +60,13 @@ class Trainer:
         np.random.default_rng([self.config.seed, episode]))
 
   def initial_state(self) -> l2l.MetaTrainState:
+    return self._state_at(self.task(0), jax.random.fold_in(self._keys[1], 0))
+
+  def _state_at(self, task, key) -> l2l.MetaTrainState:
     meta_params = l2l.init_meta_params(self._keys[0], **self.config.architecture)
     return l2l.MetaTrainState(
         meta_params, self.meta_optimizer.init(meta_params),
-        self.init_inner(meta_params, 0), np.zeros([], np.int32))
+        self._init_inner(meta_params, task, key), jnp.zeros([], jnp.int32))
 
   def init_inner(self, meta_params, episode: int) -> l2l.InnerState:
     return self._init_inner(meta_params, self.task(episode),
@@ -66,16 +75,29 @@ class Trainer:
   def step(self, state: l2l.MetaTrainState, step: int):
     """Meta-step number ``step`` (0-based); starts a new episode if due."""
     episode, offset = divmod(step, self.config.truncations_per_episode)
+    task = self.task(episode)
+    self._bound_compiled(task)
     if offset == 0 and step > 0:
       state = state._replace(inner=self.init_inner(state.meta_params, episode))
-    return self._step(state, self.task(episode),
-                      jax.random.fold_in(self._keys[2], step))
+    return self._step(state, task, jax.random.fold_in(self._keys[2], step))
+
+  def _bound_compiled(self, task) -> None:
+    """Drops compiled programs once too many task structures have been seen."""
+    structure = jax.tree.structure(task)
+    if structure not in self._compiled:
+      if len(self._compiled) >= MAX_COMPILED_STRUCTURES:
+        self._step.clear_cache()
+        self._init_inner.clear_cache()
+        self._compiled.clear()
+      self._compiled.add(structure)
 
   def state_like(self, step: int) -> l2l.MetaTrainState:
     """Shapes of the state after ``step`` completed meta-steps."""
     episode = max(step - 1, 0) // self.config.truncations_per_episode
-    return jax.eval_shape(lambda: self.initial_state()._replace(
-        inner=self.init_inner(self.initial_state().meta_params, episode)))
+    # Sampled outside the trace: families cache their data as device arrays.
+    task = self.task(episode)
+    key = jax.random.fold_in(self._keys[1], episode)
+    return jax.eval_shape(lambda: self._state_at(task, key))
 
 
 def _atomic_write_text(path: str, text: str) -> None:

@@ -72,7 +72,10 @@ def device_split(dataset: str, split: str,
 def _device_split(dataset, split, data_dir):
   x_train, y_train, x_test, y_test = data.load(dataset, data_dir)
   x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
-  return jnp.asarray(x), jnp.asarray(y)
+  # The first call may come inside a trace (eval_shape, jit); the cached
+  # arrays must be concrete all the same.
+  with jax.ensure_compile_time_eval():
+    return jnp.asarray(x), jnp.asarray(y)
 
 
 def normal_arrays(key: jax.Array, shapes) -> list[jax.Array]:

@@ -117,3 +117,18 @@ def test_command_line_trains_evaluates_and_plots(tmp_path, capsys):
                                         os.path.basename(tmp_path)}
   assert len(results['optimizers']['adam']['final_losses']) == 3
   assert '| adam |' in capsys.readouterr().out
+
+
+def test_dropping_compiled_programs_changes_nothing(tmp_path, monkeypatch):
+  # Seed 1 draws quadratic, x^2, x^2, quadratic: with one program kept, the
+  # quadratic's is dropped and compiled again.
+  config = dataclasses.replace(SMALL, family='quadratic+x_squared', seed=1,
+                               meta_steps=8, episode_length=10)
+  kept = train_lib.train(config, tmp_path / 'kept', progress=False)
+  monkeypatch.setattr(train_lib, 'MAX_COMPILED_STRUCTURES', 1)
+  dropped = train_lib.train(config, tmp_path / 'dropped', progress=False)
+  jax.tree.map(np.testing.assert_array_equal, l2l.load_meta_params(kept)[0],
+               l2l.load_meta_params(dropped)[0])
+  trainer = train_lib.Trainer(config)
+  assert [trainer.task(e).name for e in range(4)] == [
+      'quadratic', 'x_squared', 'x_squared', 'quadratic']

@@ -306,3 +306,14 @@ def test_corrupt_cifar_names_file(tmp_path):
   path = _testing.write_bytes(tmp_path / "test_batch", pickle.dumps([1, 2]))
   with pytest.raises(ValueError, match="test_batch"):
     tasks.read_cifar10_py(path)
+
+
+def test_family_data_first_loaded_inside_a_trace_is_not_leaked():
+  from tasks import _common
+  _common._device_split.cache_clear()
+  shapes = jax.eval_shape(lambda: tasks.get_family("digits_mlp").sample_task(
+      np.random.default_rng(0)).init_params(jax.random.key(0)))
+  assert jax.tree.leaves(shapes)
+  task = tasks.get_family("digits_mlp").sample_task(np.random.default_rng(0))
+  assert isinstance(task.x, jax.Array) and not isinstance(task.x, jax.core.Tracer)
+  assert np.isfinite(float(task.full_loss(task.init_params(jax.random.key(0)), ())))
