@@ -123,10 +123,11 @@ def _save(trainer: Trainer, out_dir: str, state, step: int,
       'config': dataclasses.asdict(trainer.config)})
 
 
-def _restore(trainer: Trainer, out_dir: str):
+def _restore(trainer: Trainer, out_dir: str, check_config: bool = True):
   path = os.path.join(out_dir, CHECKPOINT)
   manifest = l2l.read_manifest(path)
-  if manifest.get('config') != dataclasses.asdict(trainer.config):
+  if check_config and manifest.get('config') != dataclasses.asdict(
+      trainer.config):
     raise ValueError(
         f'{path} was written by a run with config {manifest.get("config")}; '
         f'resume with the same flags (this run has '

@@ -132,3 +132,16 @@ def test_dropping_compiled_programs_changes_nothing(tmp_path, monkeypatch):
   trainer = train_lib.Trainer(config)
   assert [trainer.task(e).name for e in range(4)] == [
       'quadratic', 'x_squared', 'x_squared', 'quadratic']
+
+
+def test_export_matches_a_run_of_that_length(tmp_path, capsys):
+  from meta_train import export
+  train_lib.train(SMALL, tmp_path / 'long', progress=False, stop_after=8)
+  export.main([str(tmp_path / 'long'), '--out', str(tmp_path / 'e.npz')])
+  exported, manifest = l2l.load_meta_params(tmp_path / 'e.npz')
+  short = train_lib.train(dataclasses.replace(SMALL, meta_steps=8),
+                          tmp_path / 'short', progress=False)
+  jax.tree.map(np.testing.assert_array_equal, exported,
+               l2l.load_meta_params(short)[0])
+  assert manifest['meta_steps'] == 8 and '--meta-steps 8' in manifest['command']
+  assert '--unroll-length 5' in capsys.readouterr().out
