@@ -38,7 +38,7 @@ class TrainConfig:
   clip_norm: float = 1.0
   log_losses: bool = True
   second_order: bool = False
-  design: str = 'paper'
+  design: str = 'adaptive'
   hidden_size: int = 20
   num_layers: int = 2
   preprocess_p: float = 10.0

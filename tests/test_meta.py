@@ -73,6 +73,7 @@ def test_meta_training_converges_on_x_squared():
   passing needs meta-training to work.
   """
   config = config_lib.TrainConfig(family='x_squared', meta_steps=500, seed=3,
+                                  design='paper',
                                   num_tasks=1, meta_lr=1e-2,
                                   checkpoint_every=10**6)
   trainer = train_lib.Trainer(config)
