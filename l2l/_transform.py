@@ -88,6 +88,22 @@ def _check_structure(updates: Updates, state: LSTMOptimizerState) -> None:
           f'{jnp.shape(g)} but init saw a parameter of shape {c.shape[:-1]}')
 
 
+def _gather(trees, tail: tuple[int, ...]) -> tuple[Array, ...]:
+  """Concatenates each tree's leaves into one float32 ``[N, *tail]`` batch."""
+  return tuple(jnp.concatenate([
+      jnp.reshape(x, (-1,) + tail).astype(jnp.float32)
+      for x in jax.tree.leaves(tree)]) for tree in trees)
+
+
+def _scatter(flats, grads, treedef, tail: tuple[int, ...], dtypes):
+  """Splits each ``[N, *tail]`` batch back into trees shaped like ``grads``."""
+  splits = np.cumsum([np.size(g) for g in grads])[:-1]
+  return tuple(treedef.unflatten([
+      jnp.reshape(part, jnp.shape(g) + tail).astype(dtype)
+      for part, g, dtype in zip(jnp.split(flat, splits), grads, dtypes)])
+               for flat in flats)
+
+
 def lstm_optimizer(
     meta_params: MetaParams | str | os.PathLike | None = None,
     *,
@@ -183,26 +199,17 @@ def lstm_optimizer(
     count = optax.safe_increment(state.count)
     if not grads:
       return updates, state._replace(count=count)
-    splits = np.cumsum([np.size(g) for g in grads])[:-1]
-
-    def gather(trees, tail):
-      return tuple(jnp.concatenate([
-          jnp.reshape(x, (-1,) + tail).astype(jnp.float32)
-          for x in jax.tree.leaves(tree)]) for tree in trees)
-
-    def scatter(flats, tail, dtypes):
-      return tuple(treedef.unflatten([
-          jnp.reshape(part, jnp.shape(g) + tail).astype(dtype)
-          for part, g, dtype in zip(jnp.split(x, splits), grads, dtypes)])
-                   for x in flats)
-
     step, carry, moments = rule.apply(
-        network, meta_params, gather([updates], ())[0],
-        _network.LSTMCarry(gather(state.cell, tail), gather(state.hidden, tail)),
-        gather(state.moments, ()), count, config['preprocess_p'])
-    like = jax.tree.leaves(params) if params is not None else grads
+        network, meta_params, _gather([updates], ())[0],
+        _network.LSTMCarry(_gather(state.cell, tail),
+                           _gather(state.hidden, tail)),
+        _gather(state.moments, ()), count, config['preprocess_p'])
+    out_dtypes = [x.dtype for x in (
+        jax.tree.leaves(params) if params is not None else grads)]
+    scatter = lambda flats, tail, dtypes: _scatter(
+        flats, grads, treedef, tail, dtypes)
     state_dtypes = [state_dtype] * len(grads)
-    return scatter([step], (), [x.dtype for x in like])[0], LSTMOptimizerState(
+    return scatter([step], (), out_dtypes)[0], LSTMOptimizerState(
         count, scatter(carry.cell, tail, state_dtypes),
         scatter(carry.hidden, tail, state_dtypes),
         scatter(moments, (), state_dtypes))

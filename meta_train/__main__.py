@@ -16,7 +16,7 @@ def main(argv=None) -> None:
       prog='python -m meta_train',
       description='Meta-train a coordinatewise LSTM optimizer by truncated '
       'backpropagation through time, then compare it with tuned baselines.')
-  parser.add_argument('--out', default='runs/default',
+  parser.add_argument('--out', default='runs/main',
                       help='output directory (checkpoint, log, meta_params, '
                       'evaluation)')
   parser.add_argument('--resume', action='store_true',
