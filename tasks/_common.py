@@ -125,3 +125,28 @@ def head_of_split(x: jax.Array, y: jax.Array,
                   num_examples: int) -> tuple[jax.Array, jax.Array]:
   """Returns the first ``num_examples`` of a split (static slice)."""
   return x[:num_examples], y[:num_examples]
+
+
+class DatasetClassifier:
+  """Shared methods of classifiers on a data set split (a mixin).
+
+  The subclass provides ``x``, ``y``, ``batch_size``, ``full_loss_examples``
+  and ``apply(params, x) -> logits``.
+  """
+
+  def sample_problem(self, key: jax.Array) -> tuple[()]:
+    """Returns ``()``: the data set is the problem."""
+    del key
+    return ()
+
+  def loss(self, params, problem: tuple[()], key: jax.Array) -> jax.Array:
+    """Returns the mean cross-entropy on a minibatch drawn with ``key``."""
+    del problem
+    x, y = minibatch(self.x, self.y, self.batch_size, key)
+    return cross_entropy(self.apply(params, x), y)
+
+  def full_loss(self, params, problem: tuple[()]) -> jax.Array:
+    """Returns the mean cross-entropy on the split's first examples."""
+    del problem
+    x, y = head_of_split(self.x, self.y, self.full_loss_examples)
+    return cross_entropy(self.apply(params, x), y)

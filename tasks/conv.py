@@ -19,7 +19,7 @@ def _with_channels(x: jax.Array) -> jax.Array:
 
 
 @struct.dataclass
-class ConvTask:
+class ConvTask(_common.DatasetClassifier):
   """Softmax cross-entropy of a small convnet on one split of a data set.
 
   Each conv layer has a square ``kernel_size`` kernel, stride 2 and SAME
@@ -74,11 +74,6 @@ class ConvTask:
     names = [f"conv_{i}" for i in range(len(self.channels))] + ["head"]
     return _common.layers_init(key, names, shapes)
 
-  def sample_problem(self, key: jax.Array) -> tuple[()]:
-    """Returns ``()``: the data set is the problem."""
-    del key
-    return ()
-
   def apply(self, params: Params, x: jax.Array) -> jax.Array:
     """Returns logits ``(B, num_classes)`` for a batch of inputs."""
     act = _common.activation(self.activation)
@@ -91,19 +86,6 @@ class ConvTask:
           dimension_numbers=self._dimension_numbers())
       h = act(h + layer["b"].reshape((1,) * (h.ndim - 1) + (-1,)))
     return _common.dense(params["head"], h.reshape(h.shape[0], -1))
-
-  def loss(self, params: Params, problem: tuple[()],
-           key: jax.Array) -> jax.Array:
-    """Returns the mean cross-entropy on a minibatch drawn with ``key``."""
-    del problem
-    x, y = _common.minibatch(self.x, self.y, self.batch_size, key)
-    return _common.cross_entropy(self.apply(params, x), y)
-
-  def full_loss(self, params: Params, problem: tuple[()]) -> jax.Array:
-    """Returns the mean cross-entropy on the split's first examples."""
-    del problem
-    x, y = _common.head_of_split(self.x, self.y, self.full_loss_examples)
-    return _common.cross_entropy(self.apply(params, x), y)
 
 
 @dataclasses.dataclass(frozen=True)

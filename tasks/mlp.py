@@ -14,7 +14,7 @@ Params = dict[str, dict[str, jax.Array]]
 
 
 @struct.dataclass
-class MLPTask:
+class MLPTask(_common.DatasetClassifier):
   """Softmax cross-entropy of an MLP on one split of a data set.
 
   Inputs of any shape are flattened. Params are a plain dict
@@ -55,11 +55,6 @@ class MLPTask:
     names = [f"dense_{i}" for i in range(len(self.hidden_sizes))] + ["head"]
     return _common.layers_init(key, names, list(zip(widths[:-1], widths[1:])))
 
-  def sample_problem(self, key: jax.Array) -> tuple[()]:
-    """Returns ``()``: the data set is the problem."""
-    del key
-    return ()
-
   def apply(self, params: Params, x: jax.Array) -> jax.Array:
     """Returns logits ``(B, num_classes)`` for inputs ``(B, ...)``."""
     act = _common.activation(self.activation)
@@ -67,19 +62,6 @@ class MLPTask:
     for i in range(len(self.hidden_sizes)):
       h = act(_common.dense(params[f"dense_{i}"], h))
     return _common.dense(params["head"], h)
-
-  def loss(self, params: Params, problem: tuple[()],
-           key: jax.Array) -> jax.Array:
-    """Returns the mean cross-entropy on a minibatch drawn with ``key``."""
-    del problem
-    x, y = _common.minibatch(self.x, self.y, self.batch_size, key)
-    return _common.cross_entropy(self.apply(params, x), y)
-
-  def full_loss(self, params: Params, problem: tuple[()]) -> jax.Array:
-    """Returns the mean cross-entropy on the split's first examples."""
-    del problem
-    x, y = _common.head_of_split(self.x, self.y, self.full_loss_examples)
-    return _common.cross_entropy(self.apply(params, x), y)
 
 
 @dataclasses.dataclass(frozen=True)
