@@ -56,6 +56,8 @@ class TrainConfig:
       raise ValueError(
           f'episode_length ({self.episode_length}) must be a multiple of '
           f'unroll_length ({self.unroll_length})')
+    if self.design not in ('paper', 'adaptive'):
+      raise ValueError(f"design must be 'paper' or 'adaptive', got {self.design!r}")
     if not self.meta_lr > 0 or not self.clip_norm > 0:
       raise ValueError('meta_lr and clip_norm must be positive')
 

@@ -67,6 +67,7 @@ def test_log_records_skipped_steps(tmp_path):
     ('episode_length', 22, 'multiple of unroll_length'),
     ('num_tasks', 0, 'num_tasks must be at least 1'),
     ('meta_lr', -1.0, 'must be positive'),
+    ('design', 'rnnprop', "design must be 'paper' or 'adaptive'"),
 ])
 def test_config_validation(field, value, message):
   with pytest.raises(ValueError, match=message):
