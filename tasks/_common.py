@@ -48,6 +48,28 @@ def check_family(dataset: str, split: str, activations: Sequence[str],
     raise ValueError(f"batch sizes must be positive, got {batch_sizes}.")
 
 
+def layer_sizes(options, what: str, allow_empty: bool = False):
+  """Validates candidate per-layer sizes; returns them as tuples of ints.
+
+  Raises:
+    ValueError: no candidates, a non-positive size, or (unless
+      ``allow_empty``) a candidate with no layers; the message names ``what``.
+  """
+  sizes = tuple(tuple(int(w) for w in option) for option in options)
+  if not sizes or any((not s and not allow_empty) or (s and min(s) < 1)
+                      for s in sizes):
+    raise ValueError(f"{what} needs {'' if allow_empty else 'non-empty '}"
+                     f"tuples of positive sizes, got {options}.")
+  return sizes
+
+
+def draw_structure(rng: np.random.Generator, layers, activations,
+                   batch_sizes) -> tuple[tuple[int, ...], str, int]:
+  """Draws (layer sizes, activation, batch size), in that order."""
+  return (choose(rng, layers), choose(rng, tuple(activations)),
+          int(choose(rng, tuple(batch_sizes))))
+
+
 def choose(rng: np.random.Generator, options: Sequence[Any]) -> Any:
   """Picks one element of ``options`` uniformly (tuples stay tuples)."""
   return options[int(rng.integers(len(options)))]
@@ -150,3 +172,12 @@ class DatasetClassifier:
     del problem
     x, y = head_of_split(self.x, self.y, self.full_loss_examples)
     return cross_entropy(self.apply(params, x), y)
+
+
+class ExactLoss:
+  """Mixin for analytic tasks: the minibatch loss is the exact loss."""
+
+  def loss(self, params, problem, key: jax.Array) -> jax.Array:
+    """Returns ``full_loss(params, problem)``; ``key`` is unused."""
+    del key
+    return self.full_loss(params, problem)

@@ -112,11 +112,8 @@ class ConvFamily:
   def __post_init__(self):
     _common.check_family(self.dataset, self.split, self.activations,
                          self.batch_sizes)
-    channels = tuple(tuple(int(c) for c in cs) for cs in self.channels)
-    if not channels or any(not cs or min(cs) < 1 for cs in channels):
-      raise ValueError(f"channels needs non-empty tuples of positive counts,"
-                       f" got {self.channels}.")
-    object.__setattr__(self, "channels", channels)
+    object.__setattr__(self, "channels",
+                       _common.layer_sizes(self.channels, "channels"))
 
   @property
   def name(self) -> str:
@@ -124,9 +121,8 @@ class ConvFamily:
 
   def sample_task(self, rng: np.random.Generator) -> ConvTask:
     """Draws channels, activation and batch size; the data is loaded once."""
-    channels = _common.choose(rng, self.channels)
-    activation = _common.choose(rng, tuple(self.activations))
-    batch_size = int(_common.choose(rng, tuple(self.batch_sizes)))
+    channels, activation, batch_size = _common.draw_structure(
+        rng, self.channels, self.activations, self.batch_sizes)
     x, y = _common.device_split(self.dataset, self.split, self.data_dir)
     return ConvTask(
         x=x, y=y, channels=channels, activation=activation,

@@ -121,11 +121,8 @@ class AutoencoderFamily:
   def __post_init__(self):
     _common.check_family(self.dataset, self.split, self.activations,
                          self.batch_sizes)
-    sizes = tuple(tuple(int(w) for w in h) for h in self.hidden_sizes)
-    if not sizes or any(not h or min(h) < 1 for h in sizes):
-      raise ValueError(f"hidden_sizes needs non-empty tuples of positive"
-                       f" widths, got {self.hidden_sizes}.")
-    object.__setattr__(self, "hidden_sizes", sizes)
+    object.__setattr__(self, "hidden_sizes",
+                       _common.layer_sizes(self.hidden_sizes, "hidden_sizes"))
 
   @property
   def name(self) -> str:
@@ -133,9 +130,8 @@ class AutoencoderFamily:
 
   def sample_task(self, rng: np.random.Generator) -> AutoencoderTask:
     """Draws widths, activation and batch size; the data is loaded once."""
-    hidden_sizes = _common.choose(rng, self.hidden_sizes)
-    activation = _common.choose(rng, tuple(self.activations))
-    batch_size = int(_common.choose(rng, tuple(self.batch_sizes)))
+    hidden_sizes, activation, batch_size = _common.draw_structure(
+        rng, self.hidden_sizes, self.activations, self.batch_sizes)
     x, _ = _common.device_split(self.dataset, self.split, self.data_dir)
     return AutoencoderTask(
         x=x, hidden_sizes=hidden_sizes, activation=activation,
@@ -287,7 +283,7 @@ class LogisticRegressionFamily:
 
 
 @struct.dataclass
-class RosenbrockTask:
+class RosenbrockTask(_common.ExactLoss):
   """The 2-d Rosenbrock function ``(a − x)² + b (y − x²)²``.
 
   A curved, badly conditioned valley with its minimum 0 at ``(a, a²)``.
@@ -313,12 +309,6 @@ class RosenbrockTask:
     """Returns ``()``: there is a single function."""
     del key
     return ()
-
-  def loss(self, params: jax.Array, problem: tuple[()],
-           key: jax.Array) -> jax.Array:
-    """Returns the exact value; ``key`` is unused."""
-    del key
-    return self.full_loss(params, problem)
 
   def full_loss(self, params: jax.Array, problem: tuple[()]) -> jax.Array:
     """Returns ``(a − x)² + b (y − x²)²``."""
@@ -358,7 +348,7 @@ class IllConditionedQuadraticProblem(NamedTuple):
 
 
 @struct.dataclass
-class IllConditionedQuadraticTask:
+class IllConditionedQuadraticTask(_common.ExactLoss):
   """``f(θ) = ½ Σᵢ λᵢ (Qθ)ᵢ²`` with ``λ`` log-spaced over a wide range.
 
   ``λ`` runs from ``min_eigenvalue`` to ``max_eigenvalue`` (condition number
@@ -388,12 +378,6 @@ class IllConditionedQuadraticTask:
     q, r = jnp.linalg.qr(gaussian)
     signs = jnp.sign(jnp.diag(r))  # Makes the factorisation unique.
     return IllConditionedQuadraticProblem(rotation=q * signs[None, :])
-
-  def loss(self, params: jax.Array, problem: IllConditionedQuadraticProblem,
-           key: jax.Array) -> jax.Array:
-    """Returns the exact value; ``key`` is unused."""
-    del key
-    return self.full_loss(params, problem)
 
   def full_loss(self, params: jax.Array,
                 problem: IllConditionedQuadraticProblem) -> jax.Array:

@@ -87,11 +87,8 @@ class MLPFamily:
   def __post_init__(self):
     _common.check_family(self.dataset, self.split, self.activations,
                          self.batch_sizes)
-    sizes = tuple(tuple(int(w) for w in h) for h in self.hidden_sizes)
-    if not sizes or any(w < 1 for h in sizes for w in h):
-      raise ValueError(f"hidden_sizes needs tuples of positive widths, got"
-                       f" {self.hidden_sizes}.")
-    object.__setattr__(self, "hidden_sizes", sizes)
+    object.__setattr__(self, "hidden_sizes", _common.layer_sizes(
+        self.hidden_sizes, "hidden_sizes", allow_empty=True))
 
   @property
   def name(self) -> str:
@@ -99,9 +96,8 @@ class MLPFamily:
 
   def sample_task(self, rng: np.random.Generator) -> MLPTask:
     """Draws widths, activation and batch size; the data is loaded once."""
-    hidden_sizes = _common.choose(rng, self.hidden_sizes)
-    activation = _common.choose(rng, tuple(self.activations))
-    batch_size = int(_common.choose(rng, tuple(self.batch_sizes)))
+    hidden_sizes, activation, batch_size = _common.draw_structure(
+        rng, self.hidden_sizes, self.activations, self.batch_sizes)
     x, y = _common.device_split(self.dataset, self.split, self.data_dir)
     widths = "x".join(map(str, hidden_sizes)) or "linear"
     return MLPTask(

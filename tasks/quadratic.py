@@ -28,7 +28,7 @@ class QuadraticProblem(NamedTuple):
 
 
 @struct.dataclass
-class QuadraticTask:
+class QuadraticTask(_common.ExactLoss):
   """The quadratic of Andrychowicz et al. (2016), ``f(θ) = ‖Wθ − y‖²``.
 
   Each problem draws ``W`` and ``y`` with i.i.d. N(0, 1) entries; parameters
@@ -58,12 +58,6 @@ class QuadraticTask:
     """Returns a fresh ``(W, y)`` with standard normal entries."""
     w, y = _common.normal_arrays(key, [(self.dim, self.dim), (self.dim,)])
     return QuadraticProblem(w=w, y=y)
-
-  def loss(self, params: jax.Array, problem: QuadraticProblem,
-           key: jax.Array) -> jax.Array:
-    """Returns ``‖Wθ − y‖²``; deterministic, so ``key`` is unused."""
-    del key
-    return self.full_loss(params, problem)
 
   def full_loss(self, params: jax.Array,
                 problem: QuadraticProblem) -> jax.Array:
@@ -100,7 +94,7 @@ class QuadraticFamily:
 
 
 @struct.dataclass
-class XSquaredTask:
+class XSquaredTask(_common.ExactLoss):
   """The scalar ``f(x) = x²`` started at ``x₀ = 1``; a convergence smoke test.
 
   Params are a float32 scalar array; the problem is ``()``.
@@ -117,12 +111,6 @@ class XSquaredTask:
     """Returns ``()``: there is a single problem."""
     del key
     return ()
-
-  def loss(self, params: jax.Array, problem: tuple[()],
-           key: jax.Array) -> jax.Array:
-    """Returns ``x²``; ``problem`` and ``key`` are unused."""
-    del key
-    return self.full_loss(params, problem)
 
   def full_loss(self, params: jax.Array, problem: tuple[()]) -> jax.Array:
     """Returns ``x²``."""
