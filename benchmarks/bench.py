@@ -175,7 +175,7 @@ def main(argv=None):
   parser.add_argument('--unroll-length', type=int, default=20)
   parser.add_argument('--families', nargs='+',
                       default=['quadratic', 'mnist1d_mlp'])
-  parser.add_argument('--designs', nargs='+', default=['paper', 'adaptive'],
+  parser.add_argument('--designs', nargs='+', default=list(l2l.DESIGNS),
                       help='learned-optimizer designs to time updates of')
   args = parser.parse_args(argv)
   sizes = args.sizes or [1e5, 1e6] + (

@@ -8,12 +8,14 @@ from l2l._checkpoint import load_meta_params
 from l2l._checkpoint import read_manifest
 from l2l._checkpoint import save_checkpoint
 from l2l._checkpoint import save_meta_params
+from l2l._meta import es_meta_step
 from l2l._meta import init_inner_states
 from l2l._meta import InnerState
 from l2l._meta import meta_step
 from l2l._meta import MetaTrainState
 from l2l._meta import unroll
 from l2l._network import CoordinatewiseLSTM
+from l2l._network import DESIGNS
 from l2l._network import init_meta_params
 from l2l._network import LSTMCarry
 from l2l._preprocess import preprocess_gradients
@@ -24,11 +26,13 @@ from l2l._transform import LSTMOptimizerState
 __all__ = (
     'CheckpointError',
     'CoordinatewiseLSTM',
+    'DESIGNS',
     'InnerState',
     'LSTMCarry',
     'LSTMOptimizerState',
     'MetaTrainState',
     'architecture',
+    'es_meta_step',
     'init_inner_states',
     'init_meta_params',
     'load_checkpoint',

@@ -148,17 +148,31 @@ def meta_step(state: MetaTrainState, task, key: Array, *,
   """
   weights = (jnp.ones(unroll_length) if loss_weights is None
              else jnp.asarray(loss_weights, jnp.float32))
-
-  def meta_loss(meta_params):
-    run = lambda s: unroll(meta_params, task, s, optimizer_fn=optimizer_fn,
-                           unroll_length=unroll_length,
-                           second_order=second_order)
-    losses, inner = jax.vmap(run)(state.inner)
-    terms = jnp.log(jnp.maximum(losses, 1e-30)) if log_losses else losses
-    return jnp.mean(terms @ weights), (losses, inner)
-
   (loss, (losses, inner)), grads = jax.value_and_grad(
-      meta_loss, has_aux=True)(state.meta_params)
+      _meta_loss, has_aux=True)(state.meta_params, task, state.inner,
+                                weights, optimizer_fn=optimizer_fn,
+                                unroll_length=unroll_length,
+                                log_losses=log_losses,
+                                second_order=second_order)
+  return _apply(state, grads, loss, losses, inner, task, key,
+                optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer)
+
+
+def _meta_loss(meta_params, task, inner: InnerState, weights: Array, *,
+               optimizer_fn, unroll_length, log_losses, second_order=False):
+  """Mean over problems of the weighted (log) losses of one truncation."""
+  run = lambda s: unroll(meta_params, task, s, optimizer_fn=optimizer_fn,
+                         unroll_length=unroll_length,
+                         second_order=second_order)
+  losses, inner = jax.vmap(run)(inner)
+  terms = jnp.log(jnp.maximum(losses, 1e-30)) if log_losses else losses
+  return jnp.mean(terms @ weights), (losses, inner)
+
+
+def _apply(state: MetaTrainState, grads, loss: Array, losses: Array,
+           inner: InnerState, task, key: Array, *, optimizer_fn,
+           meta_optimizer) -> tuple[MetaTrainState, dict[str, Array]]:
+  """Takes a meta-optimizer step unless the estimate is non-finite."""
   finite = _all_finite(grads) & jnp.isfinite(loss)
   updates, meta_opt_state = meta_optimizer.update(
       grads, state.meta_opt_state, state.meta_params)
@@ -174,6 +188,97 @@ def meta_step(state: MetaTrainState, task, key: Array, *,
              'num_skipped': num_skipped}
   return MetaTrainState(meta_params, keep(meta_opt_state, state.meta_opt_state),
                         inner, num_skipped), metrics
+
+
+def es_meta_step(state: MetaTrainState, task, key: Array, *,
+                 optimizer_fn: OptimizerFn,
+                 meta_optimizer: optax.GradientTransformation,
+                 unroll_length: int, num_pairs: int = 8, sigma: float = 0.01,
+                 loss_weights: Array | None = None, log_losses: bool = False,
+                 trainable: Any = None,
+                 ) -> tuple[MetaTrainState, dict[str, Array]]:
+  r"""One meta-step with an antithetic evolution-strategies gradient.
+
+  .. math::
+    \hat\nabla L(\phi) = \frac{1}{2 \sigma^2 P} \sum_{p=1}^{P}
+      \big(L(\phi + \epsilon_p) - L(\phi - \epsilon_p)\big)\,\epsilon_p,
+    \qquad \epsilon_p \sim \mathcal{N}(0, \sigma^2 I)
+
+  estimates the gradient of the Gaussian-smoothed meta-loss of
+  :func:`meta_step` from forward unrolls only. Every perturbation runs the
+  same problems and minibatches (common random numbers). Unlike
+  backpropagation through a long unroll it is not misled by the chaotic,
+  high-curvature meta-loss surfaces of long unrolls, and unlike the paper's
+  first-order gradient it is unbiased for the smoothed loss (Metz et al.,
+  2019, "Understanding and correcting pathologies in the training of
+  learned optimizers"). Within one truncation it keeps the short-horizon
+  bias of truncation, so use it with ``unroll_length`` equal to the episode
+  length. The inner state then advances with the unperturbed
+  meta-parameters. A perturbation whose unroll diverges scores as worse
+  than every finite one, so the estimate points away from divergence.
+
+  Args:
+    state: the current :class:`MetaTrainState`; ``state.inner`` is batched.
+    task: the ``tasks.Task`` of every problem in the batch.
+    key: PRNG key for the perturbations and for restarting diverged
+      problems.
+    optimizer_fn: builds the learned optimizer from meta-parameters.
+    meta_optimizer: optax transform applied to the gradient estimate.
+    unroll_length: inner steps ``K`` per evaluation.
+    num_pairs: antithetic pairs ``P``.
+    sigma: perturbation scale :math:`\sigma`.
+    loss_weights: ``[K]`` weights; ones when ``None``.
+    log_losses: sum :math:`\log f` instead of :math:`f`.
+    trainable: optional tree of Python bools shaped like the meta-params, or
+      a function from meta-params to one; only leaves marked True are
+      perturbed, the others get a zero estimate. Fewer perturbed dimensions
+      give a less noisy estimate.
+
+  Returns:
+    ``(state, metrics)`` as for :func:`meta_step`; ``meta_loss`` is that of
+    the unperturbed meta-parameters.
+  """
+  if num_pairs < 1 or not sigma > 0:
+    raise ValueError(f'es_meta_step needs num_pairs >= 1 and sigma > 0, got '
+                     f'{num_pairs} and {sigma}')
+  weights = (jnp.ones(unroll_length) if loss_weights is None
+             else jnp.asarray(loss_weights, jnp.float32))
+  noise_key, restart_key = jax.random.split(key)
+  leaves, treedef = jax.tree.flatten(state.meta_params)
+  if callable(trainable):
+    trainable = trainable(state.meta_params)
+  mask = ([True] * len(leaves) if trainable is None
+          else treedef.flatten_up_to(trainable))
+  noise = treedef.unflatten([
+      sigma * jax.random.normal(k, (num_pairs,) + jnp.shape(x), jnp.float32)
+      * float(bool(m))
+      for k, x, m in zip(jax.random.split(noise_key, len(leaves)), leaves,
+                         mask)])
+  evaluate = lambda meta_params: _meta_loss(
+      meta_params, task, state.inner, weights, optimizer_fn=optimizer_fn,
+      unroll_length=unroll_length, log_losses=log_losses)
+  shifted = lambda sign: jax.vmap(lambda eps: evaluate(jax.tree.map(
+      lambda p, e: p + sign * e, state.meta_params, eps))[0])(noise)
+  difference = _rank_diverged(shifted(1.0), shifted(-1.0))
+  grads = jax.tree.map(
+      lambda e: jnp.tensordot(difference, e, axes=1) / (
+          2 * sigma**2 * num_pairs), noise)
+  loss, (losses, inner) = evaluate(state.meta_params)
+  return _apply(state, grads, loss, losses, inner, task, restart_key,
+                optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer)
+
+
+def _rank_diverged(plus: Array, minus: Array) -> Array:
+  """``plus - minus``, scoring a diverged run as worse than every finite one.
+
+  A non-finite loss becomes the largest finite loss of the batch plus one;
+  if no run is finite the difference is non-finite and the step skipped.
+  """
+  scores = jnp.concatenate([plus, minus])
+  finite = jnp.isfinite(scores)
+  worst = jnp.max(jnp.where(finite, scores, -jnp.inf)) + 1.0
+  scores = jnp.where(finite, scores, worst)
+  return scores[:plus.shape[0]] - scores[plus.shape[0]:]
 
 
 def _restart_diverged(inner: InnerState, final_losses: Array, task,

@@ -95,30 +95,38 @@ def init_meta_params(
 
   Args:
     key: PRNG key.
-    design: ``'paper'`` (Andrychowicz et al. 2016) or ``'adaptive'`` (see
-      :func:`l2l.lstm_optimizer`); a fresh ``'adaptive'`` optimizer is Adam.
+    design: ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` or
+      ``'hyper'`` (see :func:`l2l.lstm_optimizer`); a fresh ``'adaptive'``
+      optimizer is Adam, a fresh ``'hyper'`` one is NAdam with a
+      hypergradient-adapted global step.
     hidden_size: units per LSTM layer.
     num_layers: number of stacked LSTM layers.
-    nominal_lr: the adaptive design's initial Adam learning rate.
+    nominal_lr: the initial nominal learning rate of the adaptive and hyper
+      designs.
 
   Returns:
     A pytree of float32 arrays: ``{'params': <LSTM weights>}``, plus
-    ``{'nominal': {'log_lr': ...}}`` for the adaptive design.
+    ``{'nominal': {'log_lr': ...}}`` for the adaptive design and
+    ``{'nominal': {'log_lr', 'log_kappa', 'offset'}}`` for the hyper one
+    (hypergradient rate 0.05, offset 0).
   """
   if design not in DESIGNS:
     raise ValueError(f'unknown design {design!r}; choose from {sorted(DESIGNS)}')
   num_inputs, num_outputs = DESIGNS[design]
   network = CoordinatewiseLSTM(
       hidden_size=hidden_size, num_layers=num_layers, num_outputs=num_outputs,
-      output_init=(nn.initializers.zeros if design == 'adaptive'
-                   else nn.initializers.lecun_normal()))
+      output_init=(nn.initializers.lecun_normal() if design == 'paper'
+                   else nn.initializers.zeros))
   zeros = (jnp.zeros((1, hidden_size), jnp.float32),) * num_layers
   meta_params = dict(network.init(
       key, jnp.zeros((1, num_inputs), jnp.float32), LSTMCarry(zeros, zeros)))
-  if design == 'adaptive':
+  if design != 'paper':
     meta_params['nominal'] = {'log_lr': jnp.log(jnp.float32(nominal_lr))}
+  if design == 'hyper':
+    meta_params['nominal'].update(log_kappa=jnp.log(jnp.float32(0.05)),
+                                  offset=jnp.float32(0.0))
   return meta_params
 
 
 # design -> (per-coordinate input features, outputs per coordinate).
-DESIGNS = {'paper': (2, 1), 'adaptive': (4, 2)}
+DESIGNS = {'paper': (2, 1), 'adaptive': (4, 2), 'hyper': (6, 2)}

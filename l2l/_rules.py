@@ -23,22 +23,46 @@ GRAD_LIMIT = 1e18
 FEATURE_LIMIT = 10.0
 
 
+# Bounds of the hyper design's global log step offset: e^-4 to e^2.5 times
+# the nominal rate.
+MIN_LOG_SCALE, MAX_LOG_SCALE = -4.0, 2.5
+
+
 class Rule(NamedTuple):
+  """``apply(network, meta_params, g, carry, moments, count, scale, p)``
+  returns ``(update, carry, moments, scale)``; ``num_moments`` param-shaped
+  accumulators are kept in the state."""
   apply: callable
   num_moments: int
 
 
-def paper(network, meta_params, grads: Array, carry, moments, count,
+def paper(network, meta_params, grads: Array, carry, moments, count, scale,
           preprocess_p: float):
   r"""Andrychowicz et al. (2016): :math:`u = m_\phi(\mathrm{pre}(g))`."""
   del count
   inputs = _preprocess.preprocess_gradients(grads, preprocess_p)
   out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
-  return out[:, 0], carry, moments
+  return out[:, 0], carry, moments, scale
+
+
+def _accumulate(g: Array, moments, count):
+  """Adam's second moment and momenta; returns ``(v, ms, t, 1/(√v̂+ε))``."""
+  v, *ms = moments
+  v = SECOND_MOMENT_DECAY * v + (1 - SECOND_MOMENT_DECAY) * g * g
+  ms = [b * m + (1 - b) * g for b, m in zip(MOMENTUM_DECAYS, ms)]
+  t = count.astype(jnp.float32)
+  rsqrt = 1.0 / (jnp.sqrt(v / (1 - SECOND_MOMENT_DECAY**t)) + EPS)
+  return v, ms, t, rsqrt
+
+
+def _features(g: Array, ms, t, rsqrt) -> list[Array]:
+  """Gradient and bias-corrected momenta, each divided by √v̂ + ε."""
+  return [g * rsqrt] + [m / (1 - b**t) * rsqrt
+                        for b, m in zip(MOMENTUM_DECAYS, ms)]
 
 
 def adaptive(network, meta_params, grads: Array, carry, moments, count,
-             preprocess_p: float):
+             scale, preprocess_p: float):
   r"""Adam as a nominal term, corrected coordinatewise by the LSTM.
 
   .. math::
@@ -59,19 +83,73 @@ def adaptive(network, meta_params, grads: Array, carry, moments, count,
   """
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
-  v, *ms = moments
-  v = SECOND_MOMENT_DECAY * v + (1 - SECOND_MOMENT_DECAY) * g * g
-  ms = [b * m + (1 - b) * g for b, m in zip(MOMENTUM_DECAYS, ms)]
-  t = count.astype(jnp.float32)
-  rsqrt = 1.0 / (jnp.sqrt(v / (1 - SECOND_MOMENT_DECAY**t)) + EPS)
-  normalised = [g * rsqrt] + [
-      m / (1 - b**t) * rsqrt for b, m in zip(MOMENTUM_DECAYS, ms)]
+  v, ms, t, rsqrt = _accumulate(g, moments, count)
+  normalised = _features(g, ms, t, rsqrt)
   inputs = jnp.clip(jnp.stack(normalised, -1), -FEATURE_LIMIT, FEATURE_LIMIT)
   out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
   log_step = meta_params['nominal']['log_lr'] + MAX_LOG_STEP * jnp.tanh(
       out[:, 0])
   update = -jnp.exp(log_step) * (normalised[2] + out[:, 1])
-  return update, carry, (v, *ms)
+  return update, carry, (v, *ms), scale
 
 
-RULES = {'paper': Rule(paper, 0), 'adaptive': Rule(adaptive, 4)}
+def _cosine(a: Array, b: Array) -> Array:
+  """Cosine of the angle between two flat vectors; 0 if either is zero.
+
+  Each vector is first divided by its largest magnitude, so that the sums
+  of squares stay finite for any finite input.
+  """
+  unit = lambda x: x / jnp.maximum(jnp.max(jnp.abs(x), initial=0.0), 1e-30)
+  a, b = unit(a), unit(b)
+  norms = jnp.sqrt(jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-30))
+  return jnp.sum(a * b) / norms
+
+
+def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
+          preprocess_p: float):
+  r"""Nesterov-Adam with a hypergradient-adapted step, corrected by the LSTM.
+
+  .. math::
+    c &= \cos(g_t, d_{t-1}), \qquad
+    s \leftarrow \mathrm{clip}\big(s + \kappa (c - c_0),\ -4,\ 2.5\big) \\
+    d_t &= \big(\beta_1 \hat m_{0.9}' + (1 - \beta_1) \hat g\big)
+           / (\sqrt{\hat v} + \epsilon) \\
+    x &= \mathrm{clip}\big([g, \hat m_{0.5}, \hat m_{0.9}, \hat m_{0.99}]
+         / (\sqrt{\hat v} + \epsilon),\ c,\ s;\ \pm 10\big), \qquad
+    (a, b) = m_\phi(x) \\
+    u &= -\exp(\log\eta + s + 3 \tanh a)\,(d_t + b)
+
+  :math:`d_t` is NAdam's direction (Dozat 2016; :math:`\hat m_{0.9}'` is
+  bias-corrected one step ahead, :math:`\hat g = g / (1 - \beta_1^t)`).
+  :math:`s` is one log step offset for the whole parameter tree, moved by
+  the cosine between the gradient and the previous direction, a normalised
+  hypergradient of the loss with respect to the log step (Baydin et al.,
+  2018): it grows while successive steps agree and shrinks when they
+  overshoot. :math:`\eta`, :math:`\kappa` and :math:`c_0` are
+  meta-learned with the LSTM. With a zero read-out the rule is this
+  hypergradient NAdam.
+  """
+  del preprocess_p
+  g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
+  *accumulators, previous = moments
+  cosine = _cosine(g, previous)
+  nominal = meta_params['nominal']
+  scale = jnp.clip(
+      scale + jnp.exp(nominal['log_kappa']) * (cosine - nominal['offset']),
+      MIN_LOG_SCALE, MAX_LOG_SCALE)
+  v, ms, t, rsqrt = _accumulate(g, accumulators, count)
+  normalised = _features(g, ms, t, rsqrt)
+  b1 = MOMENTUM_DECAYS[1]
+  direction = (b1 * ms[1] / (1 - b1**(t + 1)) + (1 - b1) * g / (1 - b1**t)
+               ) * rsqrt
+  shared = jnp.broadcast_to(jnp.stack([cosine, scale]), (g.shape[0], 2))
+  inputs = jnp.clip(jnp.concatenate([jnp.stack(normalised, -1), shared], -1),
+                    -FEATURE_LIMIT, FEATURE_LIMIT)
+  out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
+  log_step = nominal['log_lr'] + scale + MAX_LOG_STEP * jnp.tanh(out[:, 0])
+  update = -jnp.exp(log_step) * (direction + out[:, 1])
+  return update, carry, (v, *ms, direction), scale
+
+
+RULES = {'paper': Rule(paper, 0), 'adaptive': Rule(adaptive, 4),
+         'hyper': Rule(hyper, 5)}

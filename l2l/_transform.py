@@ -32,12 +32,16 @@ class LSTMOptimizerState(NamedTuple):
     hidden: per-coordinate LSTM hidden state, shaped like ``cell``.
     moments: the design's gradient accumulators, each a tree like the
       params (empty for the paper design; second moment and momenta at
-      decays 0.5, 0.9, 0.99 for the adaptive one).
+      decays 0.5, 0.9, 0.99 for the adaptive one, and also the previous
+      direction for the hyper one).
+    scale: float32 global log step offset of the hyper design (0 for the
+      others).
   """
   count: Array
   cell: Any
   hidden: Any
   moments: Any = ()
+  scale: Array = 0.0
 
 
 @functools.cache
@@ -49,7 +53,9 @@ def _load(path: str) -> tuple[MetaParams, dict]:
 def architecture(meta_params: MetaParams) -> dict[str, Any]:
   """Returns ``{'design', 'hidden_size', 'num_layers'}`` of the meta-params."""
   try:
-    design = 'adaptive' if 'nominal' in meta_params else 'paper'
+    nominal = meta_params.get('nominal', {})
+    design = ('paper' if not nominal else
+              'hyper' if 'log_kappa' in nominal else 'adaptive')
     num_inputs, num_outputs = _network.DESIGNS[design]
     layers = meta_params['params']
     num_layers = sum(1 for k in layers if k.endswith('_h'))
@@ -124,6 +130,9 @@ def lstm_optimizer(
   - ``'adaptive'``: Adam-normalised gradient and momenta at three
     timescales in, a per-coordinate step-size factor and a direction
     correction out, around a nominal Adam step (see ``l2l._rules.adaptive``).
+  - ``'hyper'``: the adaptive inputs plus a hypergradient signal in, the
+    same outputs around a nominal NAdam step whose global size is adapted
+    online (see ``l2l._rules.hyper``).
 
   The read-out is multiplied by ``output_scale``. All coordinates of all
   leaves are processed as one batch. The LSTM runs in float32; the state is
@@ -190,7 +199,8 @@ def lstm_optimizer(
         jax.tree.map(zeros(shape_tail), params) for _ in range(n))
     return LSTMOptimizerState(
         jnp.zeros([], jnp.int32), trees(arch['num_layers'], tail),
-        trees(arch['num_layers'], tail), trees(rule.num_moments, ()))
+        trees(arch['num_layers'], tail), trees(rule.num_moments, ()),
+        jnp.zeros([], jnp.float32))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
@@ -199,11 +209,12 @@ def lstm_optimizer(
     count = optax.safe_increment(state.count)
     if not grads:
       return updates, state._replace(count=count)
-    step, carry, moments = rule.apply(
+    step, carry, moments, scale = rule.apply(
         network, meta_params, _gather([updates], ())[0],
         _network.LSTMCarry(_gather(state.cell, tail),
                            _gather(state.hidden, tail)),
-        _gather(state.moments, ()), count, config['preprocess_p'])
+        _gather(state.moments, ()), count, state.scale,
+        config['preprocess_p'])
     out_dtypes = [x.dtype for x in (
         jax.tree.leaves(params) if params is not None else grads)]
     scatter = lambda flats, tail, dtypes: _scatter(
@@ -212,6 +223,6 @@ def lstm_optimizer(
     return scatter([step], (), out_dtypes)[0], LSTMOptimizerState(
         count, scatter(carry.cell, tail, state_dtypes),
         scatter(carry.hidden, tail, state_dtypes),
-        scatter(moments, (), state_dtypes))
+        scatter(moments, (), state_dtypes), scale)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,13 +1,17 @@
-"""Ablations of a trained adaptive optimizer, written as meta-param files.
+"""Ablations of a trained adaptive or hyper optimizer, as meta-param files.
 
-``python -m meta_train.ablate runs/adaptive/meta_params.npz --out runs/ablations``
+``python -m meta_train.ablate runs/hyper/meta_params.npz --out runs/ablations``
 writes one ``<variant>/meta_params.npz`` per variant, each the trained
-optimizer with part of its LSTM read-out switched off:
+optimizer with a part switched off:
 
-- ``nominal_only``: both outputs zero, i.e. Adam at the meta-learned
-  learning rate; shows what the LSTM adds over a learned Adam.
+- ``nominal_only``: both LSTM outputs zero, i.e. the nominal rule with its
+  meta-learned constants (Adam for the adaptive design, hypergradient NAdam
+  for the hyper one); shows what the LSTM adds.
 - ``no_step_factor``: the per-coordinate step-size factor off.
 - ``no_direction``: the per-coordinate direction correction off.
+- ``no_hypergradient`` (hyper only): the global step offset frozen at 0.
+- ``nadam_only`` (hyper only): both of the above, i.e. NAdam at the
+  meta-learned learning rate.
 
 Evaluate them with ``python -m meta_train.suite --candidates ...``.
 """
@@ -19,31 +23,61 @@ import jax.numpy as jnp
 
 import l2l
 
-# variant -> read-out columns switched off (0: step factor, 1: direction).
-VARIANTS = {'nominal_only': (0, 1), 'no_step_factor': (0,),
-            'no_direction': (1,)}
+# variant -> (read-out columns switched off (0: step factor, 1: direction),
+# whether the hypergradient step offset is frozen).
+VARIANTS = {'nominal_only': ((0, 1), False), 'no_step_factor': ((0,), False),
+            'no_direction': ((1,), False), 'no_hypergradient': ((), True),
+            'nadam_only': ((0, 1), True)}
+# log kappa that makes exp(log kappa) exactly 0 in float32.
+_FROZEN_LOG_KAPPA = -1e4
 
 
-def ablate(meta_params, columns) -> dict:
-  """Returns ``meta_params`` with the read-out ``columns`` set to zero."""
-  if l2l.architecture(meta_params)['design'] != 'adaptive':
-    raise ValueError('ablations apply to the adaptive design only')
+def variants(design: str) -> list[str]:
+  """The ablation variants that apply to ``design``."""
+  if design == 'hyper':
+    return list(VARIANTS)
+  if design == 'adaptive':
+    return [name for name, (_, freeze) in VARIANTS.items() if not freeze]
+  raise ValueError(f'ablations apply to the adaptive and hyper designs, not '
+                   f'{design!r}')
+
+
+def ablate(meta_params, columns, freeze_scale: bool = False) -> dict:
+  """Returns ``meta_params`` with the read-out ``columns`` set to zero.
+
+  Args:
+    meta_params: adaptive or hyper meta-parameters.
+    columns: read-out columns to zero (0: step factor, 1: direction).
+    freeze_scale: also freeze the hyper design's global log step offset at
+      0 (hypergradient rate exactly 0).
+  """
+  design = l2l.architecture(meta_params)['design']
+  if design == 'paper' or (freeze_scale and design != 'hyper'):
+    raise ValueError(f'this ablation does not apply to the {design} design')
   output = dict(meta_params['params']['output'])
-  mask = jnp.ones(output['bias'].shape).at[jnp.asarray(columns)].set(0.0)
+  mask = jnp.ones(output['bias'].shape)
+  if columns:
+    mask = mask.at[jnp.asarray(columns)].set(0.0)
   output = {'kernel': output['kernel'] * mask[None], 'bias': output['bias'] * mask}
-  return {**meta_params, 'params': {**meta_params['params'], 'output': output}}
+  ablated = {**meta_params,
+             'params': {**meta_params['params'], 'output': output}}
+  if freeze_scale:
+    ablated['nominal'] = {**meta_params['nominal'],
+                          'log_kappa': jnp.float32(_FROZEN_LOG_KAPPA)}
+  return ablated
 
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(prog='python -m meta_train.ablate',
                                    description=__doc__.splitlines()[0])
-  parser.add_argument('meta_params', help='an adaptive meta_params.npz')
+  parser.add_argument('meta_params',
+                      help='an adaptive or hyper meta_params.npz')
   parser.add_argument('--out', default='runs/ablations')
   args = parser.parse_args(argv)
   meta_params, manifest = l2l.load_meta_params(args.meta_params)
-  for name, columns in VARIANTS.items():
+  for name in variants(l2l.architecture(meta_params)['design']):
     path = os.path.join(args.out, name, 'meta_params.npz')
-    l2l.save_meta_params(path, ablate(meta_params, columns),
+    l2l.save_meta_params(path, ablate(meta_params, *VARIANTS[name]),
                          config=manifest['config'], ablation=name,
                          ablation_of=os.path.abspath(args.meta_params))
     print(f'wrote {path}')

@@ -3,6 +3,12 @@
 import argparse
 import dataclasses
 
+import l2l
+
+
+ESTIMATORS = ('bptt', 'es')
+SUBSETS = ('all', 'readout')
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -18,10 +24,22 @@ class TrainConfig:
     meta_lr: Adam learning rate of the meta-optimizer.
     clip_norm: global-norm clip of the meta-gradient.
     log_losses: meta-train on the sum of log losses instead of losses.
-    second_order: keep second derivatives through the optimizee gradient.
-    design: the learned optimizer's design, ``'paper'`` (Andrychowicz et
-      al. 2016) or ``'adaptive'`` (Adam-normalised momenta and a nominal
-      Adam term; see ``l2l.lstm_optimizer``).
+    second_order: keep second derivatives through the optimizee gradient
+      (``estimator='bptt'`` only).
+    estimator: ``'bptt'`` (truncated backpropagation through the unroll,
+      ``l2l.meta_step``) or ``'es'`` (antithetic evolution strategies from
+      forward unrolls, ``l2l.es_meta_step``).
+    es_pairs: antithetic perturbation pairs per ES meta-step.
+    es_sigma: standard deviation of the ES perturbations.
+    train_only: ``'all'`` meta-parameters, or ``'readout'``: only the
+      nominal constants and the LSTM's read-out layer (the LSTM layers keep
+      their random initial weights as fixed recurrent features), which
+      makes the ES estimate far less noisy.
+    design: the learned optimizer's design (a key of ``l2l.DESIGNS``):
+      ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` (Adam-normalised
+      momenta and a nominal Adam term) or ``'hyper'`` (those inputs plus a
+      hypergradient signal, around NAdam with an online-adapted global
+      step); see ``l2l.lstm_optimizer``.
     hidden_size: LSTM units per layer.
     num_layers: stacked LSTM layers.
     preprocess_p: gradient preprocessing exponent ``p``.
@@ -38,6 +56,10 @@ class TrainConfig:
   clip_norm: float = 1.0
   log_losses: bool = True
   second_order: bool = False
+  estimator: str = 'bptt'
+  es_pairs: int = 8
+  es_sigma: float = 0.01
+  train_only: str = 'all'
   design: str = 'adaptive'
   hidden_size: int = 20
   num_layers: int = 2
@@ -48,7 +70,7 @@ class TrainConfig:
 
   def __post_init__(self):
     positive = ('meta_steps', 'num_tasks', 'unroll_length', 'episode_length',
-                'hidden_size', 'num_layers', 'checkpoint_every')
+                'hidden_size', 'num_layers', 'checkpoint_every', 'es_pairs')
     for name in positive:
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be at least 1, got {getattr(self, name)}')
@@ -56,10 +78,18 @@ class TrainConfig:
       raise ValueError(
           f'episode_length ({self.episode_length}) must be a multiple of '
           f'unroll_length ({self.unroll_length})')
-    if self.design not in ('paper', 'adaptive'):
-      raise ValueError(f"design must be 'paper' or 'adaptive', got {self.design!r}")
-    if not self.meta_lr > 0 or not self.clip_norm > 0:
-      raise ValueError('meta_lr and clip_norm must be positive')
+    if self.design not in l2l.DESIGNS:
+      raise ValueError(f'design must be one of {sorted(l2l.DESIGNS)}, got '
+                       f'{self.design!r}')
+    if self.train_only not in SUBSETS:
+      raise ValueError(f'train_only must be one of {SUBSETS}, got '
+                       f'{self.train_only!r}')
+    if self.estimator not in ESTIMATORS:
+      raise ValueError(f'estimator must be one of {ESTIMATORS}, got '
+                       f'{self.estimator!r}')
+    for name in ('meta_lr', 'clip_norm', 'es_sigma'):
+      if not getattr(self, name) > 0:
+        raise ValueError(f'{name} must be positive, got {getattr(self, name)}')
 
   @property
   def truncations_per_episode(self) -> int:

@@ -33,21 +33,36 @@ META_PARAMS = 'meta_params.npz'
 MAX_COMPILED_STRUCTURES = 16
 
 
+def trainable_leaves(meta_params, subset: str):
+  """``subset`` 'all' marks every leaf; 'readout' the nominal and output."""
+  def mark(path, _):
+    keys = [getattr(k, 'key', None) for k in path]
+    return subset == 'all' or 'nominal' in keys or 'output' in keys
+  return jax.tree_util.tree_map_with_path(mark, meta_params)
+
+
 class Trainer:
   """Builds the jitted functions of one run from its config."""
 
   def __init__(self, config: TrainConfig):
     self.config = config
     self.family = tasks.get_family(config.family)
-    self.meta_optimizer = optax.chain(
-        optax.clip_by_global_norm(config.clip_norm), optax.adam(config.meta_lr))
+    self.meta_optimizer = optax.multi_transform(
+        {True: optax.chain(optax.clip_by_global_norm(config.clip_norm),
+                           optax.adam(config.meta_lr)),
+         False: optax.set_to_zero()}, self.trainable)
     self.optimizer_fn = functools.partial(
         l2l.lstm_optimizer, **config.optimizer_kwargs)
+    if config.estimator == 'es':
+      step = functools.partial(l2l.es_meta_step, num_pairs=config.es_pairs,
+                               sigma=config.es_sigma, trainable=self.trainable)
+    else:
+      step = functools.partial(l2l.meta_step, second_order=config.second_order)
     self._step = jax.jit(functools.partial(
-        l2l.meta_step, optimizer_fn=self.optimizer_fn,
+        step, optimizer_fn=self.optimizer_fn,
         meta_optimizer=self.meta_optimizer,
-        unroll_length=config.unroll_length, log_losses=config.log_losses,
-        second_order=config.second_order), donate_argnums=0)
+        unroll_length=config.unroll_length, log_losses=config.log_losses),
+                         donate_argnums=0)
     self._init_inner = jax.jit(
         lambda meta_params, task, key: l2l.init_inner_states(
             task, self.optimizer_fn(meta_params), key, config.num_tasks))
@@ -58,6 +73,10 @@ class Trainer:
     """The task of ``episode``, the same in every run with this seed."""
     return self.family.sample_task(
         np.random.default_rng([self.config.seed, episode]))
+
+  def trainable(self, meta_params):
+    """Bools shaped like ``meta_params``: which leaves meta-training moves."""
+    return trainable_leaves(meta_params, self.config.train_only)
 
   def initial_state(self) -> l2l.MetaTrainState:
     return self._state_at(self.task(0), jax.random.fold_in(self._keys[1], 0))

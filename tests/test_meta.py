@@ -166,3 +166,85 @@ def test_zero_loss_weights_give_zero_meta_gradient():
       unroll_length=4, loss_weights=jnp.zeros(4)))
   _, metrics = step(state, task, jax.random.key(0))
   assert float(metrics['grad_norm']) == 0.0 and float(metrics['meta_loss']) == 0
+
+
+def _tiny_hyper_state(task, num_tasks=4):
+  meta_params = l2l.init_meta_params(KEY, design='hyper', hidden_size=2,
+                                     num_layers=1)
+  meta_params['params']['output']['kernel'] = 0.5 * jnp.ones_like(
+      meta_params['params']['output']['kernel'])
+  inner = l2l.init_inner_states(task, l2l.lstm_optimizer(meta_params),
+                                jax.random.key(1), num_tasks)
+  return l2l.MetaTrainState(meta_params, optax.sgd(1.0).init(meta_params),
+                            inner, jnp.zeros([], jnp.int32))
+
+
+def _estimate(step_fn, state, **kw):
+  """The meta-gradient a step used: with sgd(1) it is old - new params."""
+  new, metrics = jax.jit(functools.partial(
+      step_fn, optimizer_fn=l2l.lstm_optimizer, meta_optimizer=optax.sgd(1.0),
+      unroll_length=6, log_losses=True, **kw))(state, ScaledSquare(),
+                                                jax.random.key(2))
+  flat = lambda t: jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(t)])
+  return flat(state.meta_params) - flat(new.meta_params), metrics
+
+
+def test_es_estimate_agrees_with_the_exact_meta_gradient():
+  # A smooth, short unroll of a small network, where the exact
+  # (second-order) gradient is the reference.
+  state = _tiny_hyper_state(ScaledSquare())
+  exact, _ = _estimate(l2l.meta_step, state, second_order=True)
+  es, metrics = _estimate(l2l.es_meta_step, state, num_pairs=2048,
+                          sigma=1e-3)
+  cosine = exact @ es / (jnp.linalg.norm(exact) * jnp.linalg.norm(es))
+  assert cosine > 0.9, cosine
+  np.testing.assert_allclose(jnp.linalg.norm(es), jnp.linalg.norm(exact),
+                             rtol=0.3)
+  assert not metrics['skipped']
+
+
+def test_es_meta_step_is_deterministic_in_its_key_and_validates():
+  state = _tiny_hyper_state(ScaledSquare())
+  first, _ = _estimate(l2l.es_meta_step, state, num_pairs=3)
+  again, _ = _estimate(l2l.es_meta_step, state, num_pairs=3)
+  np.testing.assert_array_equal(first, again)
+  with pytest.raises(ValueError, match='num_pairs >= 1 and sigma > 0'):
+    _estimate(l2l.es_meta_step, state, num_pairs=0)
+
+
+@pytest.mark.parametrize('plus, minus, want', [
+    ([1.0, 2.0], [3.0, 1.0], [-2.0, 1.0]),
+    # A diverged run scores as the worst finite one (3) plus one.
+    ([np.inf, 2.0], [3.0, np.nan], [1.0, -2.0]),
+])
+def test_diverged_perturbations_rank_worst(plus, minus, want):
+  got = l2l._meta._rank_diverged(jnp.asarray(plus), jnp.asarray(minus))
+  np.testing.assert_allclose(got, want)
+
+
+def test_es_step_with_every_run_diverged_is_skipped():
+  got = l2l._meta._rank_diverged(jnp.full(2, jnp.nan), jnp.full(2, jnp.inf))
+  assert not np.any(np.isfinite(got))
+
+
+@pytest.mark.parametrize('subset, moved', [
+    ('all', {'nominal', 'output', 'lstm_0_x'}),
+    ('readout', {'nominal', 'output'}),
+])
+def test_es_moves_only_trainable_leaves(subset, moved):
+  state = _tiny_hyper_state(ScaledSquare())
+  trainable = functools.partial(train_lib.trainable_leaves, subset=subset)
+  new, _ = jax.jit(functools.partial(
+      l2l.es_meta_step, optimizer_fn=l2l.lstm_optimizer,
+      meta_optimizer=optax.sgd(1.0), unroll_length=6, num_pairs=4,
+      trainable=trainable))(state, ScaledSquare(), jax.random.key(2))
+  differs = lambda a, b: any(bool(jnp.any(x != y)) for x, y in zip(
+      jax.tree.leaves(a), jax.tree.leaves(b)))
+  old_params, new_params = state.meta_params, new.meta_params
+  changed = {name for name in old_params['params']
+             if differs(old_params['params'][name], new_params['params'][name])}
+  if differs(old_params['nominal'], new_params['nominal']):
+    changed.add('nominal')
+  assert moved <= changed
+  if subset == 'readout':
+    assert changed == moved

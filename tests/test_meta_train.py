@@ -31,6 +31,9 @@ def _log(out_dir):
     (dataclasses.replace(SMALL, family='digits_mlp', meta_steps=4,
                          episode_length=10, num_tasks=2),
      3),  # sampled task structures, resumed in the second episode
+    (dataclasses.replace(SMALL, design='hyper', estimator='es', es_pairs=2,
+                         hidden_size=4, meta_steps=5, episode_length=10),
+     3),  # evolution strategies on the hyper design
 ])
 def test_resumed_run_matches_uninterrupted_run(tmp_path, config, stop_after):
   whole = train_lib.train(config, tmp_path / 'whole', progress=False)
@@ -67,7 +70,12 @@ def test_log_records_skipped_steps(tmp_path):
     ('episode_length', 22, 'multiple of unroll_length'),
     ('num_tasks', 0, 'num_tasks must be at least 1'),
     ('meta_lr', -1.0, 'must be positive'),
-    ('design', 'rnnprop', "design must be 'paper' or 'adaptive'"),
+    ('estimator', 'pes', r"estimator must be one of \('bptt', 'es'\)"),
+    ('es_sigma', 0.0, 'es_sigma must be positive'),
+    ('train_only', 'lstm', r"train_only must be one of \('all', 'readout'\)"),
+    ('es_pairs', 0, 'es_pairs must be at least 1'),
+    ('design', 'rnnprop', r"design must be one of \['adaptive', 'hyper', "
+     r"'paper'\], got 'rnnprop'"),
 ])
 def test_config_validation(field, value, message):
   with pytest.raises(ValueError, match=message):

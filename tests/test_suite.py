@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,6 +167,8 @@ def test_ablation_nominal_only_is_adam_at_the_learned_rate():
       meta_params['params']['output']['kernel'])
   meta_params['nominal']['log_lr'] = jnp.log(jnp.float32(0.03))
   nominal = l2l.lstm_optimizer(ablate.ablate(meta_params, (0, 1)))
+  assert ablate.variants('adaptive') == ['nominal_only', 'no_step_factor',
+                                         'no_direction']
   adam = optax.adam(0.03)
   params = {'w': jnp.linspace(-1.0, 1.0, 5)}
   grads = {'w': jnp.cos(params['w'])}
@@ -175,3 +178,54 @@ def test_ablation_nominal_only_is_adam_at_the_learned_rate():
   changed, _ = l2l.lstm_optimizer(meta_params).update(
       grads, l2l.lstm_optimizer(meta_params).init(params))
   assert not np.allclose(changed['w'], want['w'])
+
+
+def _trained_looking_hyper():
+  """Hyper meta-params with a non-zero read-out and moved nominal constants."""
+  meta_params = l2l.init_meta_params(jax.random.key(0), design='hyper')
+  meta_params['params']['output']['kernel'] = jnp.ones_like(
+      meta_params['params']['output']['kernel'])
+  meta_params['nominal'] = {'log_lr': jnp.log(jnp.float32(0.03)),
+                            'log_kappa': jnp.log(jnp.float32(0.2)),
+                            'offset': jnp.float32(-0.1)}
+  return meta_params
+
+
+def test_ablation_nadam_only_is_nadam_at_the_learned_rate():
+  nadam_only = l2l.lstm_optimizer(
+      ablate.ablate(_trained_looking_hyper(), *ablate.VARIANTS['nadam_only']))
+  nadam = optax.nadam(0.03)
+  params = {'w': jnp.linspace(-1.0, 1.0, 5), 'b': jnp.ones(2)}
+  state, nadam_state = nadam_only.init(params), nadam.init(params)
+  for i in range(6):
+    grads = jax.tree.map(lambda x: jnp.cos(x + i), params)
+    got, state = nadam_only.update(grads, state)
+    want, nadam_state = nadam.update(grads, nadam_state)
+    chex.assert_trees_all_close(got, want, rtol=1e-5)
+  assert float(state.scale) == 0.0
+
+
+@pytest.mark.parametrize('variant, zero_readout, moves_scale', [
+    ('nominal_only', True, True),
+    ('no_hypergradient', False, False),
+    ('no_step_factor', False, True),
+])
+def test_hyper_ablations(variant, zero_readout, moves_scale):
+  meta_params = _trained_looking_hyper()
+  ablated = ablate.ablate(meta_params, *ablate.VARIANTS[variant])
+  output = ablated['params']['output']
+  assert bool(jnp.all(output['kernel'] == 0)) == zero_readout
+  opt = l2l.lstm_optimizer(ablated)
+  params = {'w': jnp.ones(4)}
+  state = opt.init(params)
+  for _ in range(3):
+    _, state = opt.update({'w': jnp.ones(4)}, state)
+  assert (float(state.scale) != 0.0) == moves_scale
+
+
+def test_ablations_refuse_the_paper_design():
+  with pytest.raises(ValueError, match='adaptive and hyper designs'):
+    ablate.variants('paper')
+  with pytest.raises(ValueError, match='does not apply'):
+    ablate.ablate(l2l.init_meta_params(jax.random.key(0), design='adaptive'),
+                  (), freeze_scale=True)

@@ -13,13 +13,15 @@ import l2l
 KEY = jax.random.key(0)
 
 
-def _perturbed_adaptive():
-  """An adaptive design whose LSTM read-out is not zero (so it is not Adam)."""
-  meta_params = l2l.init_meta_params(KEY, design='adaptive')
+def _perturbed(design):
+  """A design whose LSTM read-out is not zero (so it is not its nominal)."""
+  meta_params = l2l.init_meta_params(KEY, design=design)
   kernel = meta_params['params']['output']['kernel']
   meta_params['params']['output']['kernel'] = jax.random.normal(
       jax.random.key(1), kernel.shape)
   return meta_params
+
+
 OPTIMIZERS = {
     'random_2x20': lambda **kw: l2l.lstm_optimizer(
         l2l.init_meta_params(KEY), **kw),
@@ -27,7 +29,9 @@ OPTIMIZERS = {
         l2l.init_meta_params(KEY, hidden_size=8, num_layers=3), **kw),
     'default': lambda **kw: l2l.lstm_optimizer(**kw),
     'adaptive_perturbed': lambda **kw: l2l.lstm_optimizer(
-        _perturbed_adaptive(), **kw),
+        _perturbed('adaptive'), **kw),
+    'hyper_perturbed': lambda **kw: l2l.lstm_optimizer(
+        _perturbed('hyper'), **kw),
 }
 PYTREES = {
     'dict': lambda d: {'w': jnp.ones((3, 2), d), 'b': jnp.full((2,), -0.5, d)},
@@ -266,6 +270,61 @@ def test_fresh_adaptive_design_is_adam():
     expected, adam_state = adam.update(grads, adam_state)
     chex.assert_trees_all_close(updates, expected, atol=1e-7)
   assert len(state.moments) == 4
+
+
+def _hypergradient_nadam(lr, kappa, grads_seq, params):
+  """Reference for a fresh hyper design, written leaf by leaf in numpy."""
+  leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
+  m = [np.zeros_like(x) for x in leaves]
+  v = [np.zeros_like(x) for x in leaves]
+  d = [np.zeros_like(x) for x in leaves]
+  s, out = 0.0, []
+  for t, grads in enumerate(grads_seq, start=1):
+    g = [np.asarray(x, np.float64) for x in jax.tree.leaves(grads)]
+    flat_g, flat_d = np.concatenate([x.ravel() for x in g]), np.concatenate(
+        [x.ravel() for x in d])
+    norms = np.linalg.norm(flat_g) * np.linalg.norm(flat_d)
+    cosine = flat_g @ flat_d / norms if norms > 0 else 0.0
+    s = float(np.clip(s + kappa * cosine, -4.0, 2.5))
+    m = [0.9 * a + 0.1 * b for a, b in zip(m, g)]
+    v = [0.999 * a + 0.001 * b * b for a, b in zip(v, g)]
+    d = [(0.9 * a / (1 - 0.9**(t + 1)) + 0.1 * b / (1 - 0.9**t))
+         / (np.sqrt(c / (1 - 0.999**t)) + 1e-8) for a, b, c in zip(m, g, v)]
+    out.append((s, [-lr * np.exp(s) * x for x in d]))
+  return out
+
+
+def test_fresh_hyper_design_is_hypergradient_nadam():
+  opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='hyper',
+                                                 nominal_lr=0.01))
+  params = {'w': jnp.linspace(-1.0, 1.0, 7), 'b': jnp.ones((2, 3))}
+  # Gradients that keep their direction for a while, then flip: the log
+  # step offset must first grow, then shrink.
+  grads_seq = [jax.tree.map(lambda x: (1.0 if i < 6 else -1.0) * (x + 0.1 * i),
+                            params) for i in range(10)]
+  want = _hypergradient_nadam(0.01, 0.05, grads_seq, params)
+  state, scales = opt.init(params), []
+  for grads, (want_scale, want_updates) in zip(grads_seq, want):
+    updates, state = jax.jit(opt.update)(grads, state)
+    scales.append(float(state.scale))
+    np.testing.assert_allclose(float(state.scale), want_scale, atol=1e-6)
+    for got, expected in zip(jax.tree.leaves(updates), want_updates):
+      np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-9)
+  assert scales[5] > 0.2 and scales[-1] < scales[5]
+  assert len(state.moments) == 5
+
+
+def test_hyper_scale_stays_bounded():
+  opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='hyper'))
+  params = {'w': jnp.ones(3)}
+  state = opt.init(params)
+  for sign in (1.0, -1.0):
+    for _ in range(200):
+      # Agreeing (sign 1) or alternating (sign -1) gradients.
+      grads = {'w': jnp.ones(3) * sign**int(state.count)}
+      _, state = jax.jit(opt.update)(grads, state)
+    bound = 2.5 if sign > 0 else -4.0
+    np.testing.assert_allclose(float(state.scale), bound, atol=1e-5)
 
 
 def test_named_configurations_load():
