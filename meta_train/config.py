@@ -48,19 +48,19 @@ class TrainConfig:
     checkpoint_every: meta-steps between checkpoints.
   """
   family: str = 'quadratic'
-  meta_steps: int = 1000
-  num_tasks: int = 16
-  unroll_length: int = 20
+  meta_steps: int = 300
+  num_tasks: int = 8
+  unroll_length: int = 100
   episode_length: int = 100
   meta_lr: float = 3e-3
   clip_norm: float = 1.0
   log_losses: bool = True
   second_order: bool = False
-  estimator: str = 'bptt'
+  estimator: str = 'es'
   es_pairs: int = 8
-  es_sigma: float = 0.01
-  train_only: str = 'all'
-  design: str = 'adaptive'
+  es_sigma: float = 0.03
+  train_only: str = 'readout'
+  design: str = 'hyper'
   hidden_size: int = 20
   num_layers: int = 2
   preprocess_p: float = 10.0

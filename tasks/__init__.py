@@ -86,6 +86,9 @@ FAMILIES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
        for dataset in DATASETS},
     **{f"{dataset}_conv": (ConvFamily, dict(dataset=dataset, **_SAMPLED_CONV))
        for dataset in DATASETS},
+    # The paper's training MLP: one hidden layer of 20 sigmoid units, batch
+    # 128 (Andrychowicz et al. 2016, section 3.2), on MNIST-1D.
+    "mnist1d_mlp_paper": (MLPFamily, dict(dataset="mnist1d")),
     # Held out: never drawn in meta-training (tasks/heldout.py).
     "autoencoder": (AutoencoderFamily, {}),
     "linear_regression": (LinearRegressionFamily, {}),

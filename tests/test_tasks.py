@@ -317,3 +317,9 @@ def test_family_data_first_loaded_inside_a_trace_is_not_leaked():
   task = tasks.get_family("digits_mlp").sample_task(np.random.default_rng(0))
   assert isinstance(task.x, jax.Array) and not isinstance(task.x, jax.core.Tracer)
   assert np.isfinite(float(task.full_loss(task.init_params(jax.random.key(0)), ())))
+
+
+def test_paper_mlp_family_draws_only_the_paper_structure():
+  family = tasks.get_family('mnist1d_mlp_paper')
+  names = {family.sample_task(np.random.default_rng(i)).name for i in range(5)}
+  assert names == {'mnist1d_mlp_20_sigmoid_b128'}
