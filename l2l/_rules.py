@@ -96,10 +96,14 @@ def adaptive(network, meta_params, grads: Array, carry, moments, count,
 def _cosine(a: Array, b: Array) -> Array:
   """Cosine of the angle between two flat vectors; 0 if either is zero.
 
-  Each vector is first divided by its largest magnitude, so that the sums
-  of squares stay finite for any finite input.
+  Non-finite coordinates count as zero, so that one bad coordinate does not
+  poison the shared step offset (its own update is still non-finite). Each
+  vector is divided by its largest magnitude, so that the sums of squares
+  stay finite for any finite input.
   """
-  unit = lambda x: x / jnp.maximum(jnp.max(jnp.abs(x), initial=0.0), 1e-30)
+  def unit(x):
+    x = jnp.where(jnp.isfinite(x), x, 0.0)
+    return x / jnp.maximum(jnp.max(jnp.abs(x), initial=0.0), 1e-30)
   a, b = unit(a), unit(b)
   norms = jnp.sqrt(jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-30))
   return jnp.sum(a * b) / norms

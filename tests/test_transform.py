@@ -195,12 +195,18 @@ def test_apply_if_finite_skips_non_finite_gradients():
   assert state.total_notfinite == 2
 
 
-def test_non_finite_gradient_propagates_without_wrapper():
+@pytest.mark.parametrize('opt_name', OPTIMIZERS)
+def test_non_finite_gradient_propagates_without_wrapper(opt_name):
   """Documented: a non-finite coordinate gives a non-finite update there."""
-  opt = OPTIMIZERS['default']()
+  opt = OPTIMIZERS[opt_name]()
   params = {'w': jnp.ones(3)}
-  updates, _ = opt.update({'w': jnp.array([1.0, jnp.nan, 1.0])}, opt.init(params))
-  assert np.isnan(updates['w'][1]) and np.all(np.isfinite(updates['w'][::2]))
+  state = opt.init(params)
+  for bad in (jnp.nan, jnp.inf):
+    updates, state = opt.update({'w': jnp.array([1.0, bad, 1.0])}, state)
+    assert not np.isfinite(updates['w'][1])
+    assert np.all(np.isfinite(updates['w'][::2]))
+    # The hyper design's shared step offset stays finite.
+    assert np.isfinite(state.scale)
 
 
 @pytest.mark.parametrize('grads', [
