@@ -138,7 +138,8 @@ def lstm_optimizer(
   leaves are processed as one batch. The LSTM runs in float32; the state is
   stored in ``state_dtype`` and updates come out in the dtype of the params
   (or of the gradients when ``params`` is not given). A non-finite gradient
-  coordinate gives a non-finite update and state for that coordinate: wrap
+  coordinate gives a non-finite update and state for that coordinate only
+  (the hyper design's shared step offset ignores it): wrap
   the optimizer in ``optax.apply_if_finite`` to skip such steps.
 
   Args:
