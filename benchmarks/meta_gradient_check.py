@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 import l2l
+from l2l import _meta
 import tasks
 
 NOMINAL = ('log_lr', 'offset', 'log_kappa')
@@ -38,11 +39,11 @@ def check(family: str, *, num_tasks: int, unroll_length: int, pairs: int,
                                 jax.random.key(seed + 1), num_tasks)
 
   def loss(meta_params, second_order=False):
-    run = lambda s: l2l.unroll(meta_params, task, s,
-                               optimizer_fn=l2l.lstm_optimizer,
-                               unroll_length=unroll_length,
-                               second_order=second_order)[0]
-    return jnp.mean(jnp.sum(jnp.log(jax.vmap(run)(inner)), -1))
+    # The meta-loss that l2l.meta_step and l2l.es_meta_step estimate.
+    return _meta._meta_loss(  # pylint: disable=protected-access
+        meta_params, task, inner, jnp.ones(unroll_length),
+        optimizer_fn=l2l.lstm_optimizer, unroll_length=unroll_length,
+        log_losses=True, second_order=second_order)[0]
 
   sgd = optax.sgd(1.0)
   trainable = jax.tree.map(lambda _: False, meta_params)

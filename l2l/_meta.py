@@ -249,11 +249,12 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
     trainable = trainable(state.meta_params)
   mask = ([True] * len(leaves) if trainable is None
           else treedef.flatten_up_to(trainable))
-  noise = treedef.unflatten([
+  draw = lambda k, x, m: (
       sigma * jax.random.normal(k, (num_pairs,) + jnp.shape(x), jnp.float32)
-      * float(bool(m))
-      for k, x, m in zip(jax.random.split(noise_key, len(leaves)), leaves,
-                         mask)])
+      if m else jnp.zeros((num_pairs,) + jnp.shape(x), jnp.float32))
+  noise = treedef.unflatten([
+      draw(k, x, m) for k, x, m in zip(
+          jax.random.split(noise_key, len(leaves)), leaves, mask)])
   evaluate = lambda meta_params: _meta_loss(
       meta_params, task, state.inner, weights, optimizer_fn=optimizer_fn,
       unroll_length=unroll_length, log_losses=log_losses)

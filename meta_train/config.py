@@ -87,6 +87,8 @@ class TrainConfig:
     if self.estimator not in ESTIMATORS:
       raise ValueError(f'estimator must be one of {ESTIMATORS}, got '
                        f'{self.estimator!r}')
+    if self.second_order and self.estimator != 'bptt':
+      raise ValueError("second_order applies to estimator='bptt' only")
     for name in ('meta_lr', 'clip_norm', 'es_sigma'):
       if not getattr(self, name) > 0:
         raise ValueError(f'{name} must be positive, got {getattr(self, name)}')

@@ -72,6 +72,7 @@ def test_log_records_skipped_steps(tmp_path):
     ('meta_lr', -1.0, 'must be positive'),
     ('estimator', 'pes', r"estimator must be one of \('bptt', 'es'\)"),
     ('es_sigma', 0.0, 'es_sigma must be positive'),
+    ('second_order', True, "second_order applies to estimator='bptt' only"),
     ('train_only', 'lstm', r"train_only must be one of \('all', 'readout'\)"),
     ('es_pairs', 0, 'es_pairs must be at least 1'),
     ('design', 'rnnprop', r"design must be one of \['adaptive', 'hyper', "

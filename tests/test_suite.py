@@ -14,7 +14,9 @@ import pytest
 import l2l
 import tasks
 from meta_train import ablate
+from meta_train import evaluate
 from meta_train import suite
+from meta_train import validate
 
 
 def _all_cases():
@@ -231,23 +233,21 @@ def test_ablations_refuse_the_paper_design():
                   (), freeze_scale=True)
 
 
+
+def _final_quadratic_loss(optimizer, seed, num_steps):
+  task, key = evaluate.eval_problem(tasks.get_family('quadratic'), seed)
+  return evaluate.trajectory(task, optimizer, key, num_steps)[-1]
+
+
 def test_validation_scores_the_training_families(tmp_path, capsys):
-  from meta_train import validate  # pylint: disable=g-import-not-at-top
   path = tmp_path / 'm.npz'
   l2l.save_meta_params(path, l2l.init_meta_params(jax.random.key(0),
                                                   design='hyper'),
                        config={'design': 'hyper'})
   results = validate.main([str(path), '--families', 'quadratic', '--seeds',
                            '2', '--steps', '5'])
-  score = results[str(path)]['quadratic']
   optimizer = l2l.lstm_optimizer(str(path))
-  want = np.mean([np.log(float(evaluate_final(optimizer, s))) for s in
-                  (1000, 1001)])
-  np.testing.assert_allclose(score, want, rtol=1e-5)
+  want = np.mean([np.log(float(_final_quadratic_loss(optimizer, s, 5)))
+                  for s in (1000, 1001)])
+  np.testing.assert_allclose(results[str(path)]['quadratic'], want, rtol=1e-5)
   assert 'score' in capsys.readouterr().out
-
-
-def evaluate_final(optimizer, seed):
-  from meta_train import evaluate  # pylint: disable=g-import-not-at-top
-  task, key = evaluate.eval_problem(tasks.get_family('quadratic'), seed)
-  return evaluate.trajectory(task, optimizer, key, 5)[-1]
