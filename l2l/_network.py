@@ -89,7 +89,7 @@ class CoordinatewiseLSTM(nn.Module):
 
 def init_meta_params(
     key: jax.Array, *, design: str = 'paper', hidden_size: int = 20,
-    num_layers: int = 2, nominal_lr: float = 0.1
+    num_layers: int = 2, nominal_lr: float | None = None
 ) -> MetaParams:
   """Returns fresh meta-parameters of a learned optimizer.
 
@@ -97,18 +97,18 @@ def init_meta_params(
     key: PRNG key.
     design: ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` or
       ``'hyper'`` (see :func:`l2l.lstm_optimizer`); a fresh ``'adaptive'``
-      optimizer is Adam, a fresh ``'hyper'`` one is NAdam with a
-      hypergradient-adapted global step.
+      optimizer is Adam, a fresh ``'hyper'`` one is NAdam with
+      hypergradient-adapted per-tensor steps.
     hidden_size: units per LSTM layer.
     num_layers: number of stacked LSTM layers.
     nominal_lr: the initial nominal learning rate of the adaptive and hyper
-      designs.
+      designs; ``None`` for 0.1 (adaptive) or 0.03 (hyper).
 
   Returns:
     A pytree of float32 arrays: ``{'params': <LSTM weights>}``, plus
     ``{'nominal': {'log_lr': ...}}`` for the adaptive design and
     ``{'nominal': {'log_lr', 'log_kappa', 'offset'}}`` for the hyper one
-    (hypergradient rate 0.05, offset 0).
+    (hypergradient rate 0.05, offset -0.03).
   """
   if design not in DESIGNS:
     raise ValueError(f'unknown design {design!r}; choose from {sorted(DESIGNS)}')
@@ -120,11 +120,13 @@ def init_meta_params(
   zeros = (jnp.zeros((1, hidden_size), jnp.float32),) * num_layers
   meta_params = dict(network.init(
       key, jnp.zeros((1, num_inputs), jnp.float32), LSTMCarry(zeros, zeros)))
+  if nominal_lr is None:
+    nominal_lr = 0.03 if design == 'hyper' else 0.1
   if design != 'paper':
     meta_params['nominal'] = {'log_lr': jnp.log(jnp.float32(nominal_lr))}
   if design == 'hyper':
     meta_params['nominal'].update(log_kappa=jnp.log(jnp.float32(0.05)),
-                                  offset=jnp.float32(0.0))
+                                  offset=jnp.float32(-0.03))
   return meta_params
 
 

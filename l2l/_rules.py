@@ -23,23 +23,25 @@ GRAD_LIMIT = 1e18
 FEATURE_LIMIT = 10.0
 
 
-# Bounds of the hyper design's global log step offset: e^-4 to e^2.5 times
-# the nominal rate.
+# Bounds of the hyper design's per-tensor log step offsets: e^-4 to e^2.5
+# times the nominal rate.
 MIN_LOG_SCALE, MAX_LOG_SCALE = -4.0, 2.5
 
 
 class Rule(NamedTuple):
-  """``apply(network, meta_params, g, carry, moments, count, scale, p)``
-  returns ``(update, carry, moments, scale)``; ``num_moments`` param-shaped
-  accumulators are kept in the state."""
+  """``apply(network, meta_params, g, carry, moments, count, scale, segments,
+  p)`` returns ``(update, carry, moments, scale)``; ``num_moments``
+  param-shaped accumulators are kept in the state. ``segments`` (static
+  numpy ints ``[N]``) names the tensor of each coordinate and ``scale``
+  holds one value per tensor."""
   apply: callable
   num_moments: int
 
 
 def paper(network, meta_params, grads: Array, carry, moments, count, scale,
-          preprocess_p: float):
+          segments, preprocess_p: float):
   r"""Andrychowicz et al. (2016): :math:`u = m_\phi(\mathrm{pre}(g))`."""
-  del count
+  del count, segments
   inputs = _preprocess.preprocess_gradients(grads, preprocess_p)
   out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
   return out[:, 0], carry, moments, scale
@@ -62,7 +64,7 @@ def _features(g: Array, ms, t, rsqrt) -> list[Array]:
 
 
 def adaptive(network, meta_params, grads: Array, carry, moments, count,
-             scale, preprocess_p: float):
+             scale, segments, preprocess_p: float):
   r"""Adam as a nominal term, corrected coordinatewise by the LSTM.
 
   .. math::
@@ -81,7 +83,7 @@ def adaptive(network, meta_params, grads: Array, carry, moments, count,
   the rule stable (STAR, Harrison et al. 2022). With a zero read-out the
   rule is exactly Adam with learning rate :math:`\eta`.
   """
-  del preprocess_p
+  del segments, preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   v, ms, t, rsqrt = _accumulate(g, moments, count)
   normalised = _features(g, ms, t, rsqrt)
@@ -93,64 +95,75 @@ def adaptive(network, meta_params, grads: Array, carry, moments, count,
   return update, carry, (v, *ms), scale
 
 
-def _cosine(a: Array, b: Array) -> Array:
-  """Cosine of the angle between two flat vectors; 0 if either is zero.
+def _segment_cosines(a: Array, b: Array, segments, num_segments: int) -> Array:
+  """Cosine between ``a`` and ``b`` within each segment; 0 where either is 0.
 
   Non-finite coordinates count as zero, so that one bad coordinate does not
-  poison the shared step offset (its own update is still non-finite). Each
-  vector is divided by its largest magnitude, so that the sums of squares
-  stay finite for any finite input.
+  poison its tensor's step offset (its own update is still non-finite).
+  Each vector is divided by its largest magnitude in the segment, so that
+  the sums of squares stay finite for any finite input.
   """
   def unit(x):
     x = jnp.where(jnp.isfinite(x), x, 0.0)
-    return x / jnp.maximum(jnp.max(jnp.abs(x), initial=0.0), 1e-30)
+    peak = jax.ops.segment_max(jnp.abs(x), segments, num_segments,
+                               indices_are_sorted=True)
+    return x / jnp.maximum(peak, 1e-30)[segments]
   a, b = unit(a), unit(b)
-  norms = jnp.sqrt(jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-30))
-  return jnp.sum(a * b) / norms
+  total = lambda x: jax.ops.segment_sum(x, segments, num_segments,
+                                        indices_are_sorted=True)
+  norms = jnp.sqrt(jnp.maximum(total(a * a) * total(b * b), 1e-30))
+  return total(a * b) / norms
 
 
 def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
-          preprocess_p: float):
-  r"""Nesterov-Adam with a hypergradient-adapted step, corrected by the LSTM.
+          segments, preprocess_p: float):
+  r"""Nesterov-Adam with hypergradient-adapted per-tensor steps, corrected by
+  the LSTM.
+
+  For each tensor :math:`k` of the parameter tree, from the second step on,
 
   .. math::
-    c &= \cos(g_t, d_{t-1}), \qquad
-    s \leftarrow \mathrm{clip}\big(s + \kappa (c - c_0),\ -4,\ 2.5\big) \\
+    c_k &= \cos(g_{t,k}, d_{t-1,k}), \qquad
+    s_k \leftarrow \mathrm{clip}\big(s_k + \kappa (c_k - c_0),\ -4,\ 2.5\big)
+    \\
     d_t &= \big(\beta_1 \hat m_{0.9}' + (1 - \beta_1) \hat g\big)
            / (\sqrt{\hat v} + \epsilon) \\
     x &= \mathrm{clip}\big([g, \hat m_{0.5}, \hat m_{0.9}, \hat m_{0.99}]
-         / (\sqrt{\hat v} + \epsilon),\ c,\ s;\ \pm 10\big), \qquad
+         / (\sqrt{\hat v} + \epsilon),\ c_k,\ s_k;\ \pm 10\big), \qquad
     (a, b) = m_\phi(x) \\
-    u &= -\exp(\log\eta + s + 3 \tanh a)\,(d_t + b)
+    u &= -\exp(\log\eta + s_k + 3 \tanh a)\,(d_t + b)
 
   :math:`d_t` is NAdam's direction (Dozat 2016; :math:`\hat m_{0.9}'` is
   bias-corrected one step ahead, :math:`\hat g = g / (1 - \beta_1^t)`).
-  :math:`s` is one log step offset for the whole parameter tree, moved by
-  the cosine between the gradient and the previous direction, a normalised
+  :math:`s_k` is a log step offset per tensor, moved by the cosine between
+  the tensor's gradient and its previous direction, a normalised
   hypergradient of the loss with respect to the log step (Baydin et al.,
   2018): it grows while successive steps agree and shrinks when they
-  overshoot. :math:`\eta`, :math:`\kappa` and :math:`c_0` are
-  meta-learned with the LSTM. With a zero read-out the rule is this
-  hypergradient NAdam.
+  overshoot. On minibatch problems the cosine at a well-tuned step is
+  slightly negative, hence the default :math:`c_0 = -0.03`. :math:`\eta`,
+  :math:`\kappa` and :math:`c_0` are meta-learned with the LSTM. With a
+  zero read-out the rule is this per-tensor hypergradient NAdam.
   """
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   *accumulators, previous = moments
-  cosine = _cosine(g, previous)
+  cosine = _segment_cosines(g, previous, segments, scale.shape[0])
   nominal = meta_params['nominal']
-  scale = jnp.clip(
-      scale + jnp.exp(nominal['log_kappa']) * (cosine - nominal['offset']),
-      MIN_LOG_SCALE, MAX_LOG_SCALE)
+  moved = scale + jnp.exp(nominal['log_kappa']) * (cosine - nominal['offset'])
+  scale = jnp.where(count > 1, jnp.clip(moved, MIN_LOG_SCALE, MAX_LOG_SCALE),
+                    scale)
   v, ms, t, rsqrt = _accumulate(g, accumulators, count)
   normalised = _features(g, ms, t, rsqrt)
   b1 = MOMENTUM_DECAYS[1]
   direction = (b1 * ms[1] / (1 - b1**(t + 1)) + (1 - b1) * g / (1 - b1**t)
                ) * rsqrt
-  shared = jnp.broadcast_to(jnp.stack([cosine, scale]), (g.shape[0], 2))
-  inputs = jnp.clip(jnp.concatenate([jnp.stack(normalised, -1), shared], -1),
+  coordinate_scale = scale[segments]
+  inputs = jnp.clip(jnp.stack(
+      normalised + [cosine[segments], coordinate_scale], -1),
                     -FEATURE_LIMIT, FEATURE_LIMIT)
   out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
-  log_step = nominal['log_lr'] + scale + MAX_LOG_STEP * jnp.tanh(out[:, 0])
+  log_step = (nominal['log_lr'] + coordinate_scale
+              + MAX_LOG_STEP * jnp.tanh(out[:, 0]))
   update = -jnp.exp(log_step) * (direction + out[:, 1])
   return update, carry, (v, *ms, direction), scale
 

@@ -34,14 +34,15 @@ class LSTMOptimizerState(NamedTuple):
       params (empty for the paper design; second moment and momenta at
       decays 0.5, 0.9, 0.99 for the adaptive one, and also the previous
       direction for the hyper one).
-    scale: float32 global log step offset of the hyper design (0 for the
-      others).
+    scale: the hyper design's log step offsets, one float32 scalar per
+      parameter tensor, in a tree like the params (zeros, unused, for the
+      other designs).
   """
   count: Array
   cell: Any
   hidden: Any
   moments: Any = ()
-  scale: Array = 0.0
+  scale: Any = ()
 
 
 @functools.cache
@@ -131,15 +132,15 @@ def lstm_optimizer(
     timescales in, a per-coordinate step-size factor and a direction
     correction out, around a nominal Adam step (see ``l2l._rules.adaptive``).
   - ``'hyper'``: the adaptive inputs plus a hypergradient signal in, the
-    same outputs around a nominal NAdam step whose global size is adapted
-    online (see ``l2l._rules.hyper``).
+    same outputs around a nominal NAdam step whose size is adapted online
+    for each tensor (see ``l2l._rules.hyper``).
 
   The read-out is multiplied by ``output_scale``. All coordinates of all
   leaves are processed as one batch. The LSTM runs in float32; the state is
   stored in ``state_dtype`` and updates come out in the dtype of the params
   (or of the gradients when ``params`` is not given). A non-finite gradient
   coordinate gives a non-finite update and state for that coordinate only
-  (the hyper design's shared step offset ignores it): wrap
+  (the hyper design's per-tensor step offset ignores it): wrap
   the optimizer in ``optax.apply_if_finite`` to skip such steps.
 
   Args:
@@ -201,7 +202,7 @@ def lstm_optimizer(
     return LSTMOptimizerState(
         jnp.zeros([], jnp.int32), trees(arch['num_layers'], tail),
         trees(arch['num_layers'], tail), trees(rule.num_moments, ()),
-        jnp.zeros([], jnp.float32))
+        jax.tree.map(lambda p: jnp.zeros([], jnp.float32), params))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
@@ -210,11 +211,13 @@ def lstm_optimizer(
     count = optax.safe_increment(state.count)
     if not grads:
       return updates, state._replace(count=count)
+    segments = np.repeat(np.arange(len(grads)), [np.size(g) for g in grads])
     step, carry, moments, scale = rule.apply(
         network, meta_params, _gather([updates], ())[0],
         _network.LSTMCarry(_gather(state.cell, tail),
                            _gather(state.hidden, tail)),
-        _gather(state.moments, ()), count, state.scale,
+        _gather(state.moments, ()), count,
+        jnp.stack(jax.tree.leaves(state.scale)), segments,
         config['preprocess_p'])
     out_dtypes = [x.dtype for x in (
         jax.tree.leaves(params) if params is not None else grads)]
@@ -224,6 +227,6 @@ def lstm_optimizer(
     return scatter([step], (), out_dtypes)[0], LSTMOptimizerState(
         count, scatter(carry.cell, tail, state_dtypes),
         scatter(carry.hidden, tail, state_dtypes),
-        scatter(moments, (), state_dtypes), scale)
+        scatter(moments, (), state_dtypes), treedef.unflatten(list(scale)))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -7,7 +7,10 @@ three horizons, and its generalisation to 40 units, two layers and ReLU. The
 ``heldout`` suite holds problems that meta-training never draws: other MLPs,
 a convnet, an autoencoder, linear and logistic regression, Rosenbrock, a
 quadratic with condition number 1e6 and a 2000-step horizon. ``all`` runs
-both.
+both. The ``dev`` cases (other structures, the training split, seeds from
+100) are for choosing designs and meta-training runs
+(``python -m meta_train.validate``); ``all`` leaves them out, and they are
+never reported as held out.
 
 Each case runs :func:`meta_train.evaluate.evaluate` (every candidate against
 Adam, RMSprop, SGD and Nesterov SGD with tuned learning rates) and writes
@@ -88,6 +91,50 @@ SUITES: dict[str, list[Case]] = {
         Case('mnist1d_mlp_2000', 'mnist1d_mlp', _PAPER_MLP, 2000),
     ],
 }
+
+
+def _train_mlp(dataset: str, hidden_sizes: tuple[int, ...], activation: str,
+               batch_size: int = 128) -> dict[str, Any]:
+  """Family options of one fixed MLP structure on the training split."""
+  return dict(dataset=dataset, hidden_sizes=(hidden_sizes,),
+              activations=(activation,), batch_sizes=(batch_size,),
+              split='train')
+
+
+# Development cases: used to choose designs and to select among meta-training
+# runs (``meta_train.validate``), so they are never reported as held out.
+# They differ from both suites in structure and split (training data), and
+# all of them in seeds (the 10-d quadratic, a training family, in seeds only).
+DEV_CASES: list[Case] = [
+    Case('dev_quadratic', 'quadratic', {}, 100),
+    Case('dev_mnist1d_mlp_20_sigmoid', 'mnist1d_mlp',
+         _train_mlp('mnist1d', (20,), 'sigmoid'), 300),
+    Case('dev_digits_mlp_32x32_relu', 'digits_mlp',
+         _train_mlp('digits', (32, 32), 'relu', 64), 500),
+    Case('dev_mnist1d_mlp_64_elu', 'mnist1d_mlp',
+         _train_mlp('mnist1d', (64,), 'elu'), 500),
+    Case('dev_mnist1d_conv_8x8_tanh', 'mnist1d_conv',
+         dict(dataset='mnist1d', channels=((8, 8),), activations=('tanh',),
+              batch_sizes=(64,), split='train'), 300),
+    Case('dev_digits_autoencoder_32x8x32_relu', 'autoencoder',
+         dict(dataset='digits', hidden_sizes=((32, 8, 32),),
+              activations=('relu',), batch_sizes=(64,), split='train'), 500),
+    Case('dev_mnist1d_logistic_regression', 'logistic_regression',
+         dict(dataset='mnist1d', batch_sizes=(128,), split='train'), 300),
+    Case('dev_linear_regression_50', 'linear_regression',
+         dict(dim=50, num_examples=400), 300),
+    Case('dev_rosenbrock_noisy_start', 'rosenbrock', dict(init_noise=0.5),
+         500),
+    Case('dev_ill_conditioned_quadratic_50', 'ill_conditioned_quadratic',
+         dict(dim=50, min_eigenvalue=1e-2, max_eigenvalue=1e2), 300),
+    Case('dev_mnist1d_mlp_32x32_silu', 'mnist1d_mlp',
+         _train_mlp('mnist1d', (32, 32), 'silu'), 1000),
+]
+SUITES['dev'] = DEV_CASES
+# Evaluation seeds of the development cases (the suites use 0, 1, ...).
+DEV_SEEDS = tuple(range(100, 105))
+# Suites that 'all' runs: the development cases are not among them.
+REPORTED = ('paper', 'heldout')
 DEFAULT_CANDIDATE = evaluate.DEFAULT_CANDIDATE
 candidate_name = evaluate.candidate_name
 candidate_names = evaluate.candidate_names
@@ -100,7 +147,7 @@ def suite_names() -> list[str]:
 
 
 def suite_cases(suite: str, only: Sequence[str] | None = None) -> list[Case]:
-  """The cases of ``suite`` ('all': every suite in order), optionally a subset.
+  """The cases of ``suite`` ('all': paper and heldout), optionally a subset.
 
   Args:
     suite: A key of :data:`SUITES` or ``'all'``.
@@ -112,7 +159,8 @@ def suite_cases(suite: str, only: Sequence[str] | None = None) -> list[Case]:
   """
   if suite not in suite_names():
     raise ValueError(f'Unknown suite {suite!r}; valid: {suite_names()}.')
-  chosen = SUITES.values() if suite == 'all' else [SUITES[suite]]
+  chosen = ([SUITES[name] for name in REPORTED] if suite == 'all'
+            else [SUITES[suite]])
   cases = [Case(*case) for cases in chosen for case in cases]
   if only is None:
     return cases
@@ -233,18 +281,20 @@ def write_summary(rows: Sequence[dict], out_dir: str,
 
 def run_suite(cases: Sequence[Case], candidates: Mapping[str, Any], *,
               num_seeds: int, out_dir: str, progress: bool = True,
-              metadata: Mapping[str, Any] | None = None) -> list[dict]:
+              metadata: Mapping[str, Any] | None = None,
+              first_seed: int = 0) -> list[dict]:
   """Evaluates every candidate on every case; writes reports and a summary.
 
   Args:
     cases: The cases (or ``(name, family, kwargs, num_steps)`` tuples), run
       in order.
     candidates: name -> optax transform to judge.
-    num_seeds: Evaluation problems per case (seeds ``0 .. num_seeds - 1``).
+    num_seeds: Evaluation problems per case (seeds ``first_seed`` on).
     out_dir: Receives ``<case>.json``, ``<case>.png``, ``summary.json`` and
       ``summary.md`` (the summary is rewritten after every case).
     progress: Show a progress bar over cases.
     metadata: Extra entries for ``summary.json``.
+    first_seed: The first evaluation seed.
 
   Returns:
     The rows of :func:`summarise`.
@@ -252,6 +302,7 @@ def run_suite(cases: Sequence[Case], candidates: Mapping[str, Any], *,
   import tasks  # pylint: disable=g-import-not-at-top
   cases = [Case(*case) for case in cases]  # Plain 4-tuples are cases too.
   metadata = {**(metadata or {}), 'num_seeds': num_seeds,
+              'first_seed': first_seed,
               'cases': [case._asdict() for case in cases]}
   results_by_case, rows = {}, []
   with tqdm.tqdm(cases, unit='case', disable=not progress) as bar:
@@ -260,7 +311,8 @@ def run_suite(cases: Sequence[Case], candidates: Mapping[str, Any], *,
       family = tasks.get_family(case.family, **case.kwargs)
       results = evaluate.evaluate(family, candidates,
                                   num_steps=case.num_steps,
-                                  seeds=range(num_seeds))
+                                  seeds=range(first_seed,
+                                              first_seed + num_seeds))
       results['case'] = case._asdict()
       evaluate.write_report(results, out_dir, stem=case.name)
       results_by_case[case.name] = results
@@ -300,7 +352,8 @@ def main(argv=None) -> list[dict]:
   rows = run_suite(cases, candidates, num_seeds=args.seeds, out_dir=args.out,
                    progress=args.progress,
                    metadata={'suite': args.suite,
-                             'candidates': candidate_names(args.candidates)})
+                             'candidates': candidate_names(args.candidates)},
+                   first_seed=DEV_SEEDS[0] if args.suite == 'dev' else 0)
   print(markdown(rows))
   print(f'wrote {os.path.join(args.out, "summary.json")} and summary.md')
   return rows

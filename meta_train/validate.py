@@ -1,23 +1,34 @@
-"""Model selection on the training distribution, away from the suites.
+"""Model selection away from the reported suites.
 
-``python -m meta_train.validate A.npz B.npz`` runs each learned optimizer on
-unseen problems of the meta-training families (evaluation seeds from
-``--first-seed`` on, which the suites never use; the families' training
-split) and prints, per family, the mean log final training loss; the sum
-over families is the selection score (lower is better). Choosing among
-meta-training runs by this score keeps the evaluation suites out of the
-choice.
+``python -m meta_train.validate A.npz B.npz`` scores learned optimizers in
+two ways, neither of which touches the ``paper`` or ``heldout`` suites:
+
+- **dev** (the selection score): on each development case of
+  :data:`meta_train.suite.DEV_CASES` (structures of neither suite, the
+  training split, seeds from 100), the log of the candidate's mean final
+  loss over tuned Adam's; the score is the mean over cases (lower is
+  better; below 0 beats tuned Adam on average). Tuned Adam is run once, in
+  the same call, on the same problems.
+- **training** (``--families``): on unseen problems of the meta-training
+  families (evaluation seeds from ``--first-seed``), the mean log final
+  training loss per family, summed.
+
+Choosing among meta-training runs by the dev score keeps the reported suites
+out of the choice.
 """
 
 import argparse
-from typing import Sequence
+import math
+from typing import Mapping, Sequence
 
 import jax
 import numpy as np
+import optax
 
 import l2l
 import tasks
 from meta_train import evaluate
+from meta_train import suite
 
 
 def scores(meta_params_path: str, families: Sequence[str], *, num_seeds: int,
@@ -35,23 +46,74 @@ def scores(meta_params_path: str, families: Sequence[str], *, num_seeds: int,
   return result
 
 
+def _log_ratio(loss: float, reference: float) -> float:
+  """log(loss / reference); a non-finite loss counts as 10 (e^10 worse)."""
+  if not math.isfinite(loss):
+    return 10.0
+  return float(np.log(max(loss, 1e-30) / max(reference, 1e-30)))
+
+
+def dev_scores(candidates: Mapping[str, optax.GradientTransformation], *,
+               cases: Sequence[suite.Case] = suite.DEV_CASES,
+               seeds: Sequence[int] = suite.DEV_SEEDS,
+               lr_grid: Sequence[float] = evaluate.LR_GRID
+               ) -> dict[str, dict[str, float]]:
+  """Candidate -> case -> log(mean final loss / tuned Adam's), plus 'score'.
+
+  'score' is the mean over cases; 'wins' counts the cases where the
+  candidate's mean final loss is below tuned Adam's and 'diverged' the runs
+  that ended non-finite or above their initial loss.
+  """
+  out = {name: {'wins': 0, 'diverged': 0} for name in candidates}
+  for case in cases:
+    family = tasks.get_family(case.family, **case.kwargs)
+    results = evaluate.evaluate(family, candidates, num_steps=case.num_steps,
+                                seeds=seeds, lr_grid=lr_grid,
+                                baselines={'adam': optax.adam})
+    adam = results['optimizers']['adam']['mean_final_loss']
+    for name in candidates:
+      entry = results['optimizers'][name]
+      out[name][case.name] = _log_ratio(entry['mean_final_loss'], adam)
+      out[name]['wins'] += int(entry['mean_final_loss'] < adam)
+      out[name]['diverged'] += entry['num_diverged']
+  for name in candidates:
+    out[name]['score'] = float(np.mean([out[name][c.name] for c in cases]))
+  return out
+
+
 def main(argv=None) -> dict[str, dict[str, float]]:
   parser = argparse.ArgumentParser(prog='python -m meta_train.validate',
                                    description=__doc__.splitlines()[0])
-  parser.add_argument('meta_params', nargs='+', help='meta_params.npz files')
-  parser.add_argument('--families', nargs='+',
-                      default=['quadratic', 'mnist1d_mlp_paper'])
-  parser.add_argument('--seeds', type=int, default=16)
+  parser.add_argument('meta_params', nargs='+',
+                      help="meta_params.npz files, or 'default'")
+  parser.add_argument('--families', nargs='*', default=[],
+                      help='also score unseen problems of these training '
+                      'families (e.g. quadratic mnist1d_mlp_paper)')
+  parser.add_argument('--seeds', type=int, default=16,
+                      help='problems per training family')
   parser.add_argument('--first-seed', type=int, default=1000)
-  parser.add_argument('--steps', type=int, default=100)
+  parser.add_argument('--steps', type=int, default=100,
+                      help='horizon on the training families')
+  parser.add_argument('--no-dev', dest='dev', action='store_false',
+                      help='skip the development cases')
   args = parser.parse_args(argv)
-  results = {}
-  for path in args.meta_params:
-    results[path] = scores(path, args.families, num_seeds=args.seeds,
-                           first_seed=args.first_seed, num_steps=args.steps)
-    cells = ' '.join(f'{k} {v:.3f}' for k, v in results[path].items())
-    print(f'{path}: {cells} | score {sum(results[path].values()):.3f}',
-          flush=True)
+  names = evaluate.candidate_names(args.meta_params)
+  results = {name: {} for name in names}
+  if args.dev:
+    candidates = evaluate.load_candidates(args.meta_params)
+    for name, entry in dev_scores(candidates).items():
+      results[name]['dev'] = entry
+      print(f'{name}: dev score {entry["score"]:.3f} (mean log loss ratio to '
+            f'tuned Adam over {len(suite.DEV_CASES)} cases), beats Adam on '
+            f'{entry["wins"]}, {entry["diverged"]} runs diverged', flush=True)
+  for name, path in names.items():
+    if args.families:
+      fams = scores(path, args.families, num_seeds=args.seeds,
+                    first_seed=args.first_seed, num_steps=args.steps)
+      results[name]['training'] = fams
+      cells = ' '.join(f'{k} {v:.3f}' for k, v in fams.items())
+      print(f'{name}: training {cells} | sum {sum(fams.values()):.3f}',
+            flush=True)
   return results
 
 

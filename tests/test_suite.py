@@ -20,11 +20,12 @@ from meta_train import validate
 
 
 def _all_cases():
-  return [case for cases in suite.SUITES.values() for case in cases]
+  return [case for name in suite.REPORTED for case in suite.SUITES[name]]
 
 
 def test_suites_are_valid():
-  assert set(suite.SUITES) == {'paper', 'heldout'}
+  assert set(suite.SUITES) == {'paper', 'heldout', 'dev'}
+  assert set(suite.REPORTED) == {'paper', 'heldout'}
   cases = _all_cases()
   names = [case.name for case in cases]
   assert len(names) == len(set(names)), 'case names are file stems'
@@ -45,6 +46,22 @@ def test_suites_are_valid():
                      if case.kwargs.get('hidden_sizes') == ((20,),)
                      and case.kwargs['activations'] == ('sigmoid',))
   assert mlp_steps == [100, 200, 1000]
+
+
+def test_dev_cases_differ_from_the_reported_ones():
+  reported = {(case.family, repr(sorted(case.kwargs.items())), case.num_steps)
+              for case in _all_cases()}
+  names = {case.name for case in _all_cases()}
+  for case in suite.DEV_CASES:
+    assert case.name not in names
+    if case.family == 'quadratic':  # A training family: other seeds only.
+      continue
+    assert (case.family, repr(sorted(case.kwargs.items())),
+            case.num_steps) not in reported, case.name
+    family = tasks.get_family(case.family, **case.kwargs)
+    if 'split' in {f.name for f in dataclasses.fields(family)}:
+      assert family.split == 'train', case.name
+  assert min(suite.DEV_SEEDS) >= 100
 
 
 def test_suite_cases_selects_and_refuses():
@@ -204,7 +221,7 @@ def test_ablation_nadam_only_is_nadam_at_the_learned_rate():
     got, state = nadam_only.update(grads, state)
     want, nadam_state = nadam.update(grads, nadam_state)
     chex.assert_trees_all_close(got, want, rtol=1e-5)
-  assert float(state.scale) == 0.0
+  assert float(state.scale['w']) == float(state.scale['b']) == 0.0
 
 
 @pytest.mark.parametrize('variant, zero_readout, moves_scale', [
@@ -222,7 +239,7 @@ def test_hyper_ablations(variant, zero_readout, moves_scale):
   state = opt.init(params)
   for _ in range(3):
     _, state = opt.update({'w': jnp.ones(4)}, state)
-  assert (float(state.scale) != 0.0) == moves_scale
+  assert (float(state.scale['w']) != 0.0) == moves_scale
 
 
 def test_ablations_refuse_the_paper_design():
@@ -244,10 +261,36 @@ def test_validation_scores_the_training_families(tmp_path, capsys):
   l2l.save_meta_params(path, l2l.init_meta_params(jax.random.key(0),
                                                   design='hyper'),
                        config={'design': 'hyper'})
-  results = validate.main([str(path), '--families', 'quadratic', '--seeds',
-                           '2', '--steps', '5'])
+  results = validate.main([str(path), '--no-dev', '--families', 'quadratic',
+                           '--seeds', '2', '--steps', '5'])
   optimizer = l2l.lstm_optimizer(str(path))
   want = np.mean([np.log(float(_final_quadratic_loss(optimizer, s, 5)))
                   for s in (1000, 1001)])
-  np.testing.assert_allclose(results[str(path)]['quadratic'], want, rtol=1e-5)
-  assert 'score' in capsys.readouterr().out
+  got = results[evaluate.candidate_name(str(path))]['training']['quadratic']
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  assert 'training quadratic' in capsys.readouterr().out
+
+
+def test_dev_score_of_a_secret_adam_is_its_loss_ratio_to_tuned_adam():
+  """Adam at a grid rate scores 0 exactly when that rate is the tuned one."""
+  grid = (0.01, 0.1, 1.0)
+  case = suite.Case('q', 'quadratic', {}, 20)
+  seeds = (0, 1)
+  candidates = {f'adam_{lr}': optax.adam(lr) for lr in grid}
+  got = validate.dev_scores(candidates, cases=[case], seeds=seeds,
+                            lr_grid=grid)
+  family = tasks.get_family('quadratic')
+
+  def final(lr, seed):
+    task, key = evaluate.eval_problem(family, seed)
+    return float(evaluate.trajectory(task, optax.adam(lr), key, 20)[-1])
+
+  finals = {lr: np.mean([final(lr, s) for s in seeds]) for lr in grid}
+  best = min(finals.values())
+  for lr in grid:
+    entry = got[f'adam_{lr}']
+    np.testing.assert_allclose(entry['q'], np.log(finals[lr] / best),
+                               rtol=1e-4, atol=1e-5)
+    assert entry['score'] == entry['q'] and entry['diverged'] == 0
+    if finals[lr] > best * 1.01:
+      assert entry['wins'] == 0 and entry['q'] > 0.0

@@ -205,8 +205,8 @@ def test_non_finite_gradient_propagates_without_wrapper(opt_name):
     updates, state = opt.update({'w': jnp.array([1.0, bad, 1.0])}, state)
     assert not np.isfinite(updates['w'][1])
     assert np.all(np.isfinite(updates['w'][::2]))
-    # The hyper design's shared step offset stays finite.
-    assert np.isfinite(state.scale)
+    # The hyper design's per-tensor step offset stays finite.
+    assert np.isfinite(state.scale['w'])
 
 
 @pytest.mark.parametrize('grads', [
@@ -278,25 +278,25 @@ def test_fresh_adaptive_design_is_adam():
   assert len(state.moments) == 4
 
 
-def _hypergradient_nadam(lr, kappa, grads_seq, params):
+def _hypergradient_nadam(lr, kappa, offset, grads_seq, params):
   """Reference for a fresh hyper design, written leaf by leaf in numpy."""
   leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
   m = [np.zeros_like(x) for x in leaves]
   v = [np.zeros_like(x) for x in leaves]
   d = [np.zeros_like(x) for x in leaves]
-  s, out = 0.0, []
+  s, out = [0.0] * len(leaves), []
   for t, grads in enumerate(grads_seq, start=1):
     g = [np.asarray(x, np.float64) for x in jax.tree.leaves(grads)]
-    flat_g, flat_d = np.concatenate([x.ravel() for x in g]), np.concatenate(
-        [x.ravel() for x in d])
-    norms = np.linalg.norm(flat_g) * np.linalg.norm(flat_d)
-    cosine = flat_g @ flat_d / norms if norms > 0 else 0.0
-    s = float(np.clip(s + kappa * cosine, -4.0, 2.5))
+    if t > 1:
+      for k, (gk, dk) in enumerate(zip(g, d)):
+        cosine = gk.ravel() @ dk.ravel() / (np.linalg.norm(gk)
+                                            * np.linalg.norm(dk))
+        s[k] = float(np.clip(s[k] + kappa * (cosine - offset), -4.0, 2.5))
     m = [0.9 * a + 0.1 * b for a, b in zip(m, g)]
     v = [0.999 * a + 0.001 * b * b for a, b in zip(v, g)]
     d = [(0.9 * a / (1 - 0.9**(t + 1)) + 0.1 * b / (1 - 0.9**t))
          / (np.sqrt(c / (1 - 0.999**t)) + 1e-8) for a, b, c in zip(m, g, v)]
-    out.append((s, [-lr * np.exp(s) * x for x in d]))
+    out.append((list(s), [-lr * np.exp(sk) * x for sk, x in zip(s, d)]))
   return out
 
 
@@ -304,19 +304,22 @@ def test_fresh_hyper_design_is_hypergradient_nadam():
   opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='hyper',
                                                  nominal_lr=0.01))
   params = {'w': jnp.linspace(-1.0, 1.0, 7), 'b': jnp.ones((2, 3))}
-  # Gradients that keep their direction for a while, then flip: the log
-  # step offset must first grow, then shrink.
-  grads_seq = [jax.tree.map(lambda x: (1.0 if i < 6 else -1.0) * (x + 0.1 * i),
-                            params) for i in range(10)]
-  want = _hypergradient_nadam(0.01, 0.05, grads_seq, params)
+  # Gradients of 'w' keep their direction for a while, then flip, so its
+  # log step offset first grows, then shrinks; those of 'b' alternate in
+  # sign from the start, so its offset only shrinks.
+  grads_seq = [{'w': (1.0 if i < 6 else -1.0) * (params['w'] + 0.1 * i),
+                'b': (-1.0)**i * (params['b'] + 0.1 * i)} for i in range(10)]
+  want = _hypergradient_nadam(0.01, 0.05, -0.03, grads_seq, params)
   state, scales = opt.init(params), []
   for grads, (want_scale, want_updates) in zip(grads_seq, want):
     updates, state = jax.jit(opt.update)(grads, state)
-    scales.append(float(state.scale))
-    np.testing.assert_allclose(float(state.scale), want_scale, atol=1e-6)
+    got_scale = [float(x) for x in jax.tree.leaves(state.scale)]
+    scales.append(dict(zip(('b', 'w'), got_scale)))
+    np.testing.assert_allclose(got_scale, want_scale, atol=1e-6)
     for got, expected in zip(jax.tree.leaves(updates), want_updates):
       np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-9)
-  assert scales[5] > 0.2 and scales[-1] < scales[5]
+  assert scales[5]['w'] > 0.2 and scales[-1]['w'] < scales[5]['w']
+  assert scales[-1]['b'] < -0.3
   assert len(state.moments) == 5
 
 
@@ -330,7 +333,7 @@ def test_hyper_scale_stays_bounded():
       grads = {'w': jnp.ones(3) * sign**int(state.count)}
       _, state = jax.jit(opt.update)(grads, state)
     bound = 2.5 if sign > 0 else -4.0
-    np.testing.assert_allclose(float(state.scale), bound, atol=1e-5)
+    np.testing.assert_allclose(float(state.scale['w']), bound, atol=1e-5)
 
 
 def test_named_configurations_load():
