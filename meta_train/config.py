@@ -3,11 +3,14 @@
 import argparse
 import dataclasses
 
+import numpy as np
+
 import l2l
 
 
 ESTIMATORS = ('bptt', 'es')
 SUBSETS = ('all', 'readout')
+WEIGHTINGS = ('uniform', 'linear')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +27,10 @@ class TrainConfig:
     meta_lr: Adam learning rate of the meta-optimizer.
     clip_norm: global-norm clip of the meta-gradient.
     log_losses: meta-train on the sum of log losses instead of losses.
+    loss_weighting: weights of the inner losses along an unroll:
+      ``'uniform'`` (the paper's sum) or ``'linear'`` (weight proportional
+      to the step, ``2t/(K+1)``, so that late losses count most, closer to
+      judging by the final loss).
     second_order: keep second derivatives through the optimizee gradient
       (``estimator='bptt'`` only).
     estimator: ``'bptt'`` (truncated backpropagation through the unroll,
@@ -55,6 +62,7 @@ class TrainConfig:
   meta_lr: float = 3e-3
   clip_norm: float = 1.0
   log_losses: bool = True
+  loss_weighting: str = 'uniform'
   second_order: bool = False
   estimator: str = 'es'
   es_pairs: int = 8
@@ -84,6 +92,9 @@ class TrainConfig:
     if self.train_only not in SUBSETS:
       raise ValueError(f'train_only must be one of {SUBSETS}, got '
                        f'{self.train_only!r}')
+    if self.loss_weighting not in WEIGHTINGS:
+      raise ValueError(f'loss_weighting must be one of {WEIGHTINGS}, got '
+                       f'{self.loss_weighting!r}')
     if self.estimator not in ESTIMATORS:
       raise ValueError(f'estimator must be one of {ESTIMATORS}, got '
                        f'{self.estimator!r}')
@@ -96,6 +107,14 @@ class TrainConfig:
   @property
   def truncations_per_episode(self) -> int:
     return self.episode_length // self.unroll_length
+
+  @property
+  def loss_weights(self) -> np.ndarray:
+    """``[K]`` weights of the inner losses of one unroll (mean 1)."""
+    steps = np.arange(1, self.unroll_length + 1, dtype=np.float32)
+    if self.loss_weighting == 'linear':
+      return 2 * steps / (self.unroll_length + 1)
+    return np.ones_like(steps)
 
   @property
   def optimizer_kwargs(self) -> dict:

@@ -61,7 +61,8 @@ class Trainer:
     self._step = jax.jit(functools.partial(
         step, optimizer_fn=self.optimizer_fn,
         meta_optimizer=self.meta_optimizer,
-        unroll_length=config.unroll_length, log_losses=config.log_losses),
+        unroll_length=config.unroll_length, log_losses=config.log_losses,
+        loss_weights=config.loss_weights),
                          donate_argnums=0)
     self._init_inner = jax.jit(
         lambda meta_params, task, key: l2l.init_inner_states(

@@ -75,12 +75,34 @@ def test_log_records_skipped_steps(tmp_path):
     ('second_order', True, "second_order applies to estimator='bptt' only"),
     ('train_only', 'lstm', r"train_only must be one of \('all', 'readout'\)"),
     ('es_pairs', 0, 'es_pairs must be at least 1'),
+    ('loss_weighting', 'final',
+     r"loss_weighting must be one of \('uniform', 'linear'\)"),
     ('design', 'rnnprop', r"design must be one of \['adaptive', 'hyper', "
      r"'paper'\], got 'rnnprop'"),
 ])
 def test_config_validation(field, value, message):
   with pytest.raises(ValueError, match=message):
     dataclasses.replace(SMALL, **{field: value})
+
+
+@pytest.mark.parametrize('weighting, want', [
+    ('uniform', [1.0, 1.0, 1.0, 1.0]),
+    ('linear', [0.4, 0.8, 1.2, 1.6]),
+])
+def test_loss_weights(weighting, want):
+  config = dataclasses.replace(SMALL, loss_weighting=weighting,
+                               unroll_length=4, episode_length=8)
+  np.testing.assert_allclose(config.loss_weights, want, rtol=1e-6)
+  assert config.loss_weights.dtype == np.float32
+
+
+def test_linear_weighting_changes_the_meta_loss():
+  uniform = train_lib.Trainer(SMALL)
+  linear = train_lib.Trainer(dataclasses.replace(SMALL,
+                                                 loss_weighting='linear'))
+  metrics = [trainer.step(trainer.initial_state(), 0)[1]['meta_loss']
+             for trainer in (uniform, linear)]
+  assert np.all(np.isfinite(metrics)) and metrics[0] != metrics[1]
 
 
 def test_unknown_family_is_a_clear_error(tmp_path):
