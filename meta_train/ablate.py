@@ -9,7 +9,7 @@ optimizer with a part switched off:
   for the hyper one); shows what the LSTM adds.
 - ``no_step_factor``: the per-coordinate step-size factor off.
 - ``no_direction``: the per-coordinate direction correction off.
-- ``no_hypergradient`` (hyper only): the global step offset frozen at 0.
+- ``no_hypergradient`` (hyper only): the per-tensor step offsets frozen at 0.
 - ``nadam_only`` (hyper only): both of the above, i.e. NAdam at the
   meta-learned learning rate.
 
@@ -48,8 +48,8 @@ def ablate(meta_params, columns, freeze_scale: bool = False) -> dict:
   Args:
     meta_params: adaptive or hyper meta-parameters.
     columns: read-out columns to zero (0: step factor, 1: direction).
-    freeze_scale: also freeze the hyper design's global log step offset at
-      0 (hypergradient rate exactly 0).
+    freeze_scale: also freeze the hyper design's per-tensor log step
+      offsets at 0 (hypergradient rate exactly 0).
   """
   design = l2l.architecture(meta_params)['design']
   if design == 'paper' or (freeze_scale and design != 'hyper'):

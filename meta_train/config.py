@@ -19,7 +19,9 @@ class TrainConfig:
 
   Attributes:
     family: task family name (see ``tasks.get_family``).
-    meta_steps: meta-gradient steps (truncations) to take.
+    meta_steps: meta-gradient steps (truncations) to take; 0 writes the
+      initial meta-parameters (for the adaptive and hyper designs, the
+      nominal rule with a zero read-out).
     num_tasks: problems per meta-step, trained in parallel with ``vmap``.
     unroll_length: inner steps per truncation, ``K``.
     episode_length: inner steps before a fresh task is sampled, ``T``; a
@@ -45,8 +47,8 @@ class TrainConfig:
     design: the learned optimizer's design (a key of ``l2l.DESIGNS``):
       ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` (Adam-normalised
       momenta and a nominal Adam term) or ``'hyper'`` (those inputs plus a
-      hypergradient signal, around NAdam with an online-adapted global
-      step); see ``l2l.lstm_optimizer``.
+      hypergradient signal, around NAdam with online-adapted per-tensor
+      steps); see ``l2l.lstm_optimizer``.
     hidden_size: LSTM units per layer.
     num_layers: stacked LSTM layers.
     preprocess_p: gradient preprocessing exponent ``p``.
@@ -77,7 +79,9 @@ class TrainConfig:
   checkpoint_every: int = 200
 
   def __post_init__(self):
-    positive = ('meta_steps', 'num_tasks', 'unroll_length', 'episode_length',
+    if self.meta_steps < 0:
+      raise ValueError(f'meta_steps must be at least 0, got {self.meta_steps}')
+    positive = ('num_tasks', 'unroll_length', 'episode_length',
                 'hidden_size', 'num_layers', 'checkpoint_every', 'es_pairs')
     for name in positive:
       if getattr(self, name) < 1:

@@ -89,6 +89,14 @@ FAMILIES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     # The paper's training MLP: one hidden layer of 20 sigmoid units, batch
     # 128 (Andrychowicz et al. 2016, section 3.2), on MNIST-1D.
     "mnist1d_mlp_paper": (MLPFamily, dict(dataset="mnist1d")),
+    # Two more fixed structures for meta-training mixtures (one compiled
+    # program each), unlike any evaluation or development case.
+    "digits_mlp_48_relu": (MLPFamily, dict(
+        dataset="digits", hidden_sizes=((48,),), activations=("relu",),
+        batch_sizes=(64,))),
+    "mnist1d_mlp_24x24_tanh": (MLPFamily, dict(
+        dataset="mnist1d", hidden_sizes=((24, 24),), activations=("tanh",),
+        batch_sizes=(32,))),
     # Held out: never drawn in meta-training (tasks/heldout.py).
     "autoencoder": (AutoencoderFamily, {}),
     "linear_regression": (LinearRegressionFamily, {}),

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 
+import chex
 import jax
 import numpy as np
 import optax
@@ -69,6 +70,7 @@ def test_log_records_skipped_steps(tmp_path):
 @pytest.mark.parametrize('field, value, message', [
     ('episode_length', 22, 'multiple of unroll_length'),
     ('num_tasks', 0, 'num_tasks must be at least 1'),
+    ('meta_steps', -1, 'meta_steps must be at least 0'),
     ('meta_lr', -1.0, 'must be positive'),
     ('estimator', 'pes', r"estimator must be one of \('bptt', 'es'\)"),
     ('es_sigma', 0.0, 'es_sigma must be positive'),
@@ -103,6 +105,15 @@ def test_linear_weighting_changes_the_meta_loss():
   metrics = [trainer.step(trainer.initial_state(), 0)[1]['meta_loss']
              for trainer in (uniform, linear)]
   assert np.all(np.isfinite(metrics)) and metrics[0] != metrics[1]
+
+
+def test_zero_meta_steps_writes_the_initial_meta_params(tmp_path):
+  config = dataclasses.replace(SMALL, meta_steps=0, design='hyper')
+  path = train_lib.train(config, tmp_path, progress=False)
+  meta_params, manifest = l2l.load_meta_params(path)
+  want = train_lib.Trainer(config).initial_state().meta_params
+  chex.assert_trees_all_equal(meta_params, want)
+  assert manifest['meta_steps'] == 0 and _log(tmp_path) == []
 
 
 def test_unknown_family_is_a_clear_error(tmp_path):
