@@ -8,8 +8,8 @@ scatters the results back.
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
+import numpy as np
 
 from l2l import _preprocess
 from l2l._base import Array
@@ -29,19 +29,19 @@ MIN_LOG_SCALE, MAX_LOG_SCALE = -4.0, 2.5
 
 
 class Rule(NamedTuple):
-  """``apply(network, meta_params, g, carry, moments, count, scale, segments,
+  """``apply(network, meta_params, g, carry, moments, count, scale, sizes,
   p)`` returns ``(update, carry, moments, scale)``; ``num_moments``
-  param-shaped accumulators are kept in the state. ``segments`` (static
-  numpy ints ``[N]``) names the tensor of each coordinate and ``scale``
-  holds one value per tensor."""
+  param-shaped accumulators are kept in the state. ``sizes`` (static ints)
+  are the sizes of the tensors laid end to end in the ``N`` coordinates and
+  ``scale`` holds one value per tensor."""
   apply: callable
   num_moments: int
 
 
 def paper(network, meta_params, grads: Array, carry, moments, count, scale,
-          segments, preprocess_p: float):
+          sizes, preprocess_p: float):
   r"""Andrychowicz et al. (2016): :math:`u = m_\phi(\mathrm{pre}(g))`."""
-  del count, segments
+  del count, sizes
   inputs = _preprocess.preprocess_gradients(grads, preprocess_p)
   out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
   return out[:, 0], carry, moments, scale
@@ -64,7 +64,7 @@ def _features(g: Array, ms, t, rsqrt) -> list[Array]:
 
 
 def adaptive(network, meta_params, grads: Array, carry, moments, count,
-             scale, segments, preprocess_p: float):
+             scale, sizes, preprocess_p: float):
   r"""Adam as a nominal term, corrected coordinatewise by the LSTM.
 
   .. math::
@@ -83,7 +83,7 @@ def adaptive(network, meta_params, grads: Array, carry, moments, count,
   the rule stable (STAR, Harrison et al. 2022). With a zero read-out the
   rule is exactly Adam with learning rate :math:`\eta`.
   """
-  del segments, preprocess_p
+  del sizes, preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   v, ms, t, rsqrt = _accumulate(g, moments, count)
   normalised = _features(g, ms, t, rsqrt)
@@ -95,28 +95,40 @@ def adaptive(network, meta_params, grads: Array, carry, moments, count,
   return update, carry, (v, *ms), scale
 
 
-def _segment_cosines(a: Array, b: Array, segments, num_segments: int) -> Array:
-  """Cosine between ``a`` and ``b`` within each segment; 0 where either is 0.
+def _pieces(x: Array, sizes) -> list[Array]:
+  """Splits flat ``x`` into the tensors of ``sizes`` (static slices)."""
+  bounds = np.cumsum((0,) + tuple(sizes))
+  return [x[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def _per_coordinate(values: Array, sizes) -> Array:
+  """Repeats ``values[k]`` over the ``sizes[k]`` coordinates of tensor k."""
+  return jnp.concatenate([jnp.broadcast_to(values[k], (n,))
+                          for k, n in enumerate(sizes)])
+
+
+def _tensor_cosines(a: Array, b: Array, sizes) -> Array:
+  """Cosine between ``a`` and ``b`` within each tensor; 0 where either is 0.
 
   Non-finite coordinates count as zero, so that one bad coordinate does not
   poison its tensor's step offset (its own update is still non-finite).
-  Each vector is divided by its largest magnitude in the segment, so that
-  the sums of squares stay finite for any finite input.
+  Each piece is divided by its largest magnitude, so that the sums of
+  squares stay finite for any finite input.
   """
   def unit(x):
     x = jnp.where(jnp.isfinite(x), x, 0.0)
-    peak = jax.ops.segment_max(jnp.abs(x), segments, num_segments,
-                               indices_are_sorted=True)
-    return x / jnp.maximum(peak, 1e-30)[segments]
+    return [p / jnp.maximum(jnp.max(jnp.abs(p), initial=0.0), 1e-30)
+            for p in _pieces(x, sizes)]
+  total = lambda parts: jnp.stack([jnp.sum(p) for p in parts])
   a, b = unit(a), unit(b)
-  total = lambda x: jax.ops.segment_sum(x, segments, num_segments,
-                                        indices_are_sorted=True)
-  norms = jnp.sqrt(jnp.maximum(total(a * a) * total(b * b), 1e-30))
-  return total(a * b) / norms
+  dot = total([x * y for x, y in zip(a, b)])
+  norms = jnp.sqrt(jnp.maximum(total([x * x for x in a])
+                               * total([y * y for y in b]), 1e-30))
+  return dot / norms
 
 
 def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
-          segments, preprocess_p: float):
+          sizes, preprocess_p: float):
   r"""Nesterov-Adam with hypergradient-adapted per-tensor steps, corrected by
   the LSTM.
 
@@ -147,7 +159,7 @@ def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   *accumulators, previous = moments
-  cosine = _segment_cosines(g, previous, segments, scale.shape[0])
+  cosine = _tensor_cosines(g, previous, sizes)
   nominal = meta_params['nominal']
   moved = scale + jnp.exp(nominal['log_kappa']) * (cosine - nominal['offset'])
   scale = jnp.where(count > 1, jnp.clip(moved, MIN_LOG_SCALE, MAX_LOG_SCALE),
@@ -157,9 +169,9 @@ def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
   b1 = MOMENTUM_DECAYS[1]
   direction = (b1 * ms[1] / (1 - b1**(t + 1)) + (1 - b1) * g / (1 - b1**t)
                ) * rsqrt
-  coordinate_scale = scale[segments]
+  coordinate_scale = _per_coordinate(scale, sizes)
   inputs = jnp.clip(jnp.stack(
-      normalised + [cosine[segments], coordinate_scale], -1),
+      normalised + [_per_coordinate(cosine, sizes), coordinate_scale], -1),
                     -FEATURE_LIMIT, FEATURE_LIMIT)
   out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
   log_step = (nominal['log_lr'] + coordinate_scale

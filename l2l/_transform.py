@@ -211,13 +211,13 @@ def lstm_optimizer(
     count = optax.safe_increment(state.count)
     if not grads:
       return updates, state._replace(count=count)
-    segments = np.repeat(np.arange(len(grads)), [np.size(g) for g in grads])
     step, carry, moments, scale = rule.apply(
         network, meta_params, _gather([updates], ())[0],
         _network.LSTMCarry(_gather(state.cell, tail),
                            _gather(state.hidden, tail)),
         _gather(state.moments, ()), count,
-        jnp.stack(jax.tree.leaves(state.scale)), segments,
+        jnp.stack(jax.tree.leaves(state.scale)),
+        tuple(int(np.size(g)) for g in grads),
         config['preprocess_p'])
     out_dtypes = [x.dtype for x in (
         jax.tree.leaves(params) if params is not None else grads)]
