@@ -49,10 +49,11 @@ class Case(NamedTuple):
 
 
 def _mlp(hidden_sizes: tuple[int, ...], activation: str,
-         batch_size: int = 128) -> dict[str, Any]:
-  """Family options of one fixed MLP structure on the test split."""
+         batch_size: int = 128, split: str = 'test',
+         **options) -> dict[str, Any]:
+  """Family options of one fixed MLP structure (the test split by default)."""
   return dict(hidden_sizes=(hidden_sizes,), activations=(activation,),
-              batch_sizes=(batch_size,), split='test')
+              batch_sizes=(batch_size,), split=split, **options)
 
 
 _PAPER_MLP = _mlp((20,), 'sigmoid')
@@ -93,14 +94,6 @@ SUITES: dict[str, list[Case]] = {
 }
 
 
-def _train_mlp(dataset: str, hidden_sizes: tuple[int, ...], activation: str,
-               batch_size: int = 128) -> dict[str, Any]:
-  """Family options of one fixed MLP structure on the training split."""
-  return dict(dataset=dataset, hidden_sizes=(hidden_sizes,),
-              activations=(activation,), batch_sizes=(batch_size,),
-              split='train')
-
-
 # Development cases: used to choose designs and to select among meta-training
 # runs (``meta_train.validate``), so they are never reported as held out.
 # They differ from both suites in structure and split (training data), and
@@ -108,11 +101,11 @@ def _train_mlp(dataset: str, hidden_sizes: tuple[int, ...], activation: str,
 DEV_CASES: list[Case] = [
     Case('dev_quadratic', 'quadratic', {}, 100),
     Case('dev_mnist1d_mlp_20_sigmoid', 'mnist1d_mlp',
-         _train_mlp('mnist1d', (20,), 'sigmoid'), 300),
+         _mlp((20,), 'sigmoid', split='train'), 300),
     Case('dev_digits_mlp_32x32_relu', 'digits_mlp',
-         _train_mlp('digits', (32, 32), 'relu', 64), 500),
+         _mlp((32, 32), 'relu', 64, split='train'), 500),
     Case('dev_mnist1d_mlp_64_elu', 'mnist1d_mlp',
-         _train_mlp('mnist1d', (64,), 'elu'), 500),
+         _mlp((64,), 'elu', split='train'), 500),
     Case('dev_mnist1d_conv_8x8_tanh', 'mnist1d_conv',
          dict(dataset='mnist1d', channels=((8, 8),), activations=('tanh',),
               batch_sizes=(64,), split='train'), 300),
@@ -128,7 +121,7 @@ DEV_CASES: list[Case] = [
     Case('dev_ill_conditioned_quadratic_50', 'ill_conditioned_quadratic',
          dict(dim=50, min_eigenvalue=1e-2, max_eigenvalue=1e2), 300),
     Case('dev_mnist1d_mlp_32x32_silu', 'mnist1d_mlp',
-         _train_mlp('mnist1d', (32, 32), 'silu'), 1000),
+         _mlp((32, 32), 'silu', split='train'), 1000),
 ]
 SUITES['dev'] = DEV_CASES
 # Evaluation seeds of the development cases (the suites use 0, 1, ...).

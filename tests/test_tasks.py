@@ -319,7 +319,12 @@ def test_family_data_first_loaded_inside_a_trace_is_not_leaked():
   assert np.isfinite(float(task.full_loss(task.init_params(jax.random.key(0)), ())))
 
 
-def test_paper_mlp_family_draws_only_the_paper_structure():
-  family = tasks.get_family('mnist1d_mlp_paper')
+@pytest.mark.parametrize("name, structure", [
+    ("mnist1d_mlp_paper", "mnist1d_mlp_20_sigmoid_b128"),
+    ("digits_mlp_48_relu", "digits_mlp_48_relu_b64"),
+    ("mnist1d_mlp_24x24_tanh", "mnist1d_mlp_24x24_tanh_b32"),
+])
+def test_fixed_structure_families_draw_one_structure(name, structure):
+  family = tasks.get_family(name)
   names = {family.sample_task(np.random.default_rng(i)).name for i in range(5)}
-  assert names == {'mnist1d_mlp_20_sigmoid_b128'}
+  assert names == {structure}
