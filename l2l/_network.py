@@ -95,20 +95,22 @@ def init_meta_params(
 
   Args:
     key: PRNG key.
-    design: ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` or
-      ``'hyper'`` (see :func:`l2l.lstm_optimizer`); a fresh ``'adaptive'``
-      optimizer is Adam, a fresh ``'hyper'`` one is NAdam with
-      hypergradient-adapted per-tensor steps.
+    design: ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'``,
+      ``'hyper'`` or ``'free'`` (see :func:`l2l.lstm_optimizer`); a fresh
+      ``'adaptive'`` optimizer is Adam, a fresh ``'hyper'`` one is NAdam
+      with hypergradient-adapted per-tensor steps, a fresh ``'free'`` one is
+      schedule-free Adam with such steps.
     hidden_size: units per LSTM layer.
     num_layers: number of stacked LSTM layers.
-    nominal_lr: the initial nominal learning rate of the adaptive and hyper
-      designs; ``None`` for 0.1 (adaptive) or 0.03 (hyper).
+    nominal_lr: the initial nominal learning rate of the adaptive, hyper
+      and free designs; ``None`` for 0.03 (hyper) or 0.1 (the others).
 
   Returns:
     A pytree of float32 arrays: ``{'params': <LSTM weights>}``, plus
     ``{'nominal': {'log_lr': ...}}`` for the adaptive design and
     ``{'nominal': {'log_lr', 'log_kappa', 'offset'}}`` for the hyper one
-    (hypergradient rate 0.05, offset -0.03).
+    (hypergradient rate 0.05, offset -0.03) and those plus
+    ``'interpolation'`` (0.9) for the free one.
   """
   if design not in DESIGNS:
     raise ValueError(f'unknown design {design!r}; choose from {sorted(DESIGNS)}')
@@ -124,11 +126,14 @@ def init_meta_params(
     nominal_lr = 0.03 if design == 'hyper' else 0.1
   if design != 'paper':
     meta_params['nominal'] = {'log_lr': jnp.log(jnp.float32(nominal_lr))}
-  if design == 'hyper':
+  if design in ('hyper', 'free'):
     meta_params['nominal'].update(log_kappa=jnp.log(jnp.float32(0.05)),
                                   offset=jnp.float32(-0.03))
+  if design == 'free':
+    meta_params['nominal']['interpolation'] = jnp.float32(0.9)
   return meta_params
 
 
 # design -> (per-coordinate input features, outputs per coordinate).
-DESIGNS = {'paper': (2, 1), 'adaptive': (4, 2), 'hyper': (6, 2)}
+DESIGNS = {'paper': (2, 1), 'adaptive': (4, 2), 'hyper': (6, 2),
+           'free': (6, 2)}

@@ -33,9 +33,11 @@ class Rule(NamedTuple):
   p)`` returns ``(update, carry, moments, scale)``; ``num_moments``
   param-shaped accumulators are kept in the state. ``sizes`` (static ints)
   are the sizes of the tensors laid end to end in the ``N`` coordinates and
-  ``scale`` holds one value per tensor."""
+  ``scale`` holds an array of shape ``scale_shape`` per tensor, stacked into
+  ``[num_tensors, *scale_shape]``."""
   apply: callable
   num_moments: int
+  scale_shape: tuple[int, ...] = ()
 
 
 def paper(network, meta_params, grads: Array, carry, moments, count, scale,
@@ -127,6 +129,25 @@ def _tensor_cosines(a: Array, b: Array, sizes) -> Array:
   return dot / norms
 
 
+# Decay of the free design's average of past directions (its hypergradient
+# reference) and bound on its interpolation constant.
+REFERENCE_DECAY = 0.9
+MAX_INTERPOLATION = 0.99
+
+
+def _step_offsets(meta_params, g, reference, count, offsets, sizes):
+  """The hypergradient update of the per-tensor log step offsets.
+
+  Returns the tensors' cosines between ``g`` and ``reference`` and the
+  moved offsets (unmoved at step 1), clipped to the offset bounds.
+  """
+  cosine = _tensor_cosines(g, reference, sizes)
+  nominal = meta_params['nominal']
+  moved = offsets + jnp.exp(nominal['log_kappa']) * (cosine - nominal['offset'])
+  return cosine, jnp.where(
+      count > 1, jnp.clip(moved, MIN_LOG_SCALE, MAX_LOG_SCALE), offsets)
+
+
 def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
           sizes, preprocess_p: float):
   r"""Nesterov-Adam with hypergradient-adapted per-tensor steps, corrected by
@@ -159,11 +180,8 @@ def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   *accumulators, previous = moments
-  cosine = _tensor_cosines(g, previous, sizes)
+  cosine, scale = _step_offsets(meta_params, g, previous, count, scale, sizes)
   nominal = meta_params['nominal']
-  moved = scale + jnp.exp(nominal['log_kappa']) * (cosine - nominal['offset'])
-  scale = jnp.where(count > 1, jnp.clip(moved, MIN_LOG_SCALE, MAX_LOG_SCALE),
-                    scale)
   v, ms, t, rsqrt = _accumulate(g, accumulators, count)
   normalised = _features(g, ms, t, rsqrt)
   b1 = MOMENTUM_DECAYS[1]
@@ -180,5 +198,66 @@ def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
   return update, carry, (v, *ms, direction), scale
 
 
+def free(network, meta_params, grads: Array, carry, moments, count, scale,
+         sizes, preprocess_p: float):
+  r"""Schedule-free Adam with hypergradient-adapted per-tensor steps,
+  corrected by the LSTM.
+
+  Schedule-free training (Defazio et al., 2024) takes steps on a sequence
+  :math:`z`, averages it into :math:`x` and evaluates gradients at the
+  interpolation :math:`y = (1 - eta) z + eta x`, which are the
+  parameters; no learning-rate schedule is needed. Here the step of tensor
+  :math:`k` is adapted online as in the ``hyper`` design, against the
+  running average :math:`h` of past directions:
+
+  .. math::
+    c_k &= \cos(g_{t,k}, h_{t-1,k}), \qquad
+    s_k \leftarrow \mathrm{clip}ig(s_k + \kappa (c_k - c_0),\ -4,\ 2.5ig)
+    \
+    x_t &= \mathrm{clip}ig([g, \hat m_{0.5}, \hat m_{0.9}, \hat m_{0.99}]
+         / (\sqrt{\hat v} + \epsilon),\ c_k,\ s_k;\ \pm 10ig), \qquad
+    (a, b) = m_\phi(x_t) \
+    \delta &= \exp(\log\eta + s_k + 3 	anh a)\,
+              ig(g / (\sqrt{\hat v} + \epsilon) + big), \qquad
+    z \leftarrow z - \delta \
+    w_k &= (\eta e^{s_k})^2, \quad W_k \leftarrow W_k + w_k, \quad
+    x \leftarrow x + (w_k / W_k)(z - x), \qquad
+    h \leftarrow 0.9 h + 0.1\, \delta / (\eta e^{s_k})
+
+  Only :math:`e = z - x` is stored (it starts at 0), so the update
+  :math:`u = y_{t+1} - y_t` is
+  :math:`-(1 - eta)\delta + eta (w_k/W_k)(e - \delta)` and
+  :math:`e \leftarrow (1 - w_k/W_k)(e - \delta)`. ``scale`` holds
+  :math:`(s_k, W_k)` per tensor. :math:`\eta`, :math:`\kappa`,
+  :math:`c_0` and :math:`eta` are meta-learned with the LSTM. With a zero
+  read-out the rule is this hypergradient schedule-free Adam.
+  """
+  del preprocess_p
+  g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
+  *accumulators, reference, gap = moments
+  cosine, offsets = _step_offsets(meta_params, g, reference, count,
+                                  scale[:, 0], sizes)
+  v, ms, t, rsqrt = _accumulate(g, accumulators, count)
+  normalised = _features(g, ms, t, rsqrt)
+  coordinate_offset = _per_coordinate(offsets, sizes)
+  inputs = jnp.clip(jnp.stack(
+      normalised + [_per_coordinate(cosine, sizes), coordinate_offset], -1),
+                    -FEATURE_LIMIT, FEATURE_LIMIT)
+  out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
+  nominal = meta_params['nominal']
+  direction = normalised[0] + out[:, 1]
+  step = jnp.exp(nominal['log_lr'] + coordinate_offset
+                 + MAX_LOG_STEP * jnp.tanh(out[:, 0])) * direction
+  weight = jnp.exp(2 * (nominal['log_lr'] + offsets))
+  total = scale[:, 1] + weight
+  mix = _per_coordinate(weight / total, sizes)
+  beta = jnp.clip(nominal['interpolation'], 0.0, MAX_INTERPOLATION)
+  update = -(1 - beta) * step + beta * mix * (gap - step)
+  gap = (1 - mix) * (gap - step)
+  reference = REFERENCE_DECAY * reference + (1 - REFERENCE_DECAY) * direction
+  return (update, carry, (v, *ms, reference, gap),
+          jnp.stack([offsets, total], -1))
+
+
 RULES = {'paper': Rule(paper, 0), 'adaptive': Rule(adaptive, 4),
-         'hyper': Rule(hyper, 5)}
+         'hyper': Rule(hyper, 5), 'free': Rule(free, 6, (2,))}

@@ -33,10 +33,12 @@ class LSTMOptimizerState(NamedTuple):
     moments: the design's gradient accumulators, each a tree like the
       params (empty for the paper design; second moment and momenta at
       decays 0.5, 0.9, 0.99 for the adaptive one, and also the previous
-      direction for the hyper one).
-    scale: the hyper design's log step offsets, one float32 scalar per
-      parameter tensor, in a tree like the params (zeros, unused, for the
-      other designs).
+      direction for the hyper one, or the average of past directions and
+      the gap ``z - x`` between the schedule-free sequences for the free
+      one).
+    scale: per parameter tensor, in a tree like the params: the hyper
+      design's float32 log step offset; the free design's ``[offset, sum of
+      averaging weights]``; zeros, unused, for the other designs.
   """
   count: Array
   cell: Any
@@ -56,6 +58,7 @@ def architecture(meta_params: MetaParams) -> dict[str, Any]:
   try:
     nominal = meta_params.get('nominal', {})
     design = ('paper' if not nominal else
+              'free' if 'interpolation' in nominal else
               'hyper' if 'log_kappa' in nominal else 'adaptive')
     num_inputs, num_outputs = _network.DESIGNS[design]
     layers = meta_params['params']
@@ -134,6 +137,9 @@ def lstm_optimizer(
   - ``'hyper'``: the adaptive inputs plus a hypergradient signal in, the
     same outputs around a nominal NAdam step whose size is adapted online
     for each tensor (see ``l2l._rules.hyper``).
+  - ``'free'``: the hyper inputs and outputs around schedule-free Adam
+    (Defazio et al., 2024) with steps adapted online for each tensor (see
+    ``l2l._rules.free``); the default.
 
   The read-out is multiplied by ``output_scale``. All coordinates of all
   leaves are processed as one batch. The LSTM runs in float32; the state is
@@ -202,7 +208,8 @@ def lstm_optimizer(
     return LSTMOptimizerState(
         jnp.zeros([], jnp.int32), trees(arch['num_layers'], tail),
         trees(arch['num_layers'], tail), trees(rule.num_moments, ()),
-        jax.tree.map(lambda p: jnp.zeros([], jnp.float32), params))
+        jax.tree.map(lambda p: jnp.zeros(rule.scale_shape, jnp.float32),
+                     params))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args

@@ -1,4 +1,5 @@
-"""Ablations of a trained adaptive or hyper optimizer, as meta-param files.
+"""Ablations of a trained adaptive, hyper or free optimizer, as meta-param
+files.
 
 ``python -m meta_train.ablate runs/hyper/meta_params.npz --out runs/ablations``
 writes one ``<variant>/meta_params.npz`` per variant, each the trained
@@ -6,12 +7,14 @@ optimizer with a part switched off:
 
 - ``nominal_only``: both LSTM outputs zero, i.e. the nominal rule with its
   meta-learned constants (Adam for the adaptive design, hypergradient NAdam
-  for the hyper one); shows what the LSTM adds.
+  for the hyper one, hypergradient schedule-free Adam for the free one);
+  shows what the LSTM adds.
 - ``no_step_factor``: the per-coordinate step-size factor off.
 - ``no_direction``: the per-coordinate direction correction off.
-- ``no_hypergradient`` (hyper only): the per-tensor step offsets frozen at 0.
-- ``nadam_only`` (hyper only): both of the above, i.e. NAdam at the
-  meta-learned learning rate.
+- ``no_hypergradient`` (hyper and free): the per-tensor step offsets frozen
+  at 0.
+- ``nadam_only`` (hyper) and ``schedule_free_only`` (free): both of the
+  above, i.e. NAdam or schedule-free Adam at the meta-learned learning rate.
 
 Evaluate them with ``python -m meta_train.suite --candidates ...``.
 """
@@ -27,32 +30,34 @@ import l2l
 # whether the hypergradient step offset is frozen).
 VARIANTS = {'nominal_only': ((0, 1), False), 'no_step_factor': ((0,), False),
             'no_direction': ((1,), False), 'no_hypergradient': ((), True),
-            'nadam_only': ((0, 1), True)}
+            'nadam_only': ((0, 1), True), 'schedule_free_only': ((0, 1), True)}
+_ONLY = {'hyper': 'nadam_only', 'free': 'schedule_free_only'}
 # log kappa that makes exp(log kappa) exactly 0 in float32.
 _FROZEN_LOG_KAPPA = -1e4
 
 
 def variants(design: str) -> list[str]:
   """The ablation variants that apply to ``design``."""
-  if design == 'hyper':
-    return list(VARIANTS)
+  if design in _ONLY:
+    return [name for name in VARIANTS
+            if name not in _ONLY.values() or name == _ONLY[design]]
   if design == 'adaptive':
     return [name for name, (_, freeze) in VARIANTS.items() if not freeze]
-  raise ValueError(f'ablations apply to the adaptive and hyper designs, not '
-                   f'{design!r}')
+  raise ValueError(f'ablations apply to the adaptive, hyper and free '
+                   f'designs, not {design!r}')
 
 
 def ablate(meta_params, columns, freeze_scale: bool = False) -> dict:
   """Returns ``meta_params`` with the read-out ``columns`` set to zero.
 
   Args:
-    meta_params: adaptive or hyper meta-parameters.
+    meta_params: adaptive, hyper or free meta-parameters.
     columns: read-out columns to zero (0: step factor, 1: direction).
-    freeze_scale: also freeze the hyper design's per-tensor log step
-      offsets at 0 (hypergradient rate exactly 0).
+    freeze_scale: also freeze the hyper or free design's per-tensor log
+      step offsets at 0 (hypergradient rate exactly 0).
   """
   design = l2l.architecture(meta_params)['design']
-  if design == 'paper' or (freeze_scale and design != 'hyper'):
+  if design == 'paper' or (freeze_scale and design not in _ONLY):
     raise ValueError(f'this ablation does not apply to the {design} design')
   output = dict(meta_params['params']['output'])
   mask = jnp.ones(output['bias'].shape)

@@ -243,7 +243,7 @@ def test_hyper_ablations(variant, zero_readout, moves_scale):
 
 
 def test_ablations_refuse_the_paper_design():
-  with pytest.raises(ValueError, match='adaptive and hyper designs'):
+  with pytest.raises(ValueError, match='adaptive, hyper and free'):
     ablate.variants('paper')
   with pytest.raises(ValueError, match='does not apply'):
     ablate.ablate(l2l.init_meta_params(jax.random.key(0), design='adaptive'),

@@ -32,6 +32,8 @@ OPTIMIZERS = {
         _perturbed('adaptive'), **kw),
     'hyper_perturbed': lambda **kw: l2l.lstm_optimizer(
         _perturbed('hyper'), **kw),
+    'free_perturbed': lambda **kw: l2l.lstm_optimizer(
+        _perturbed('free'), **kw),
 }
 PYTREES = {
     'dict': lambda d: {'w': jnp.ones((3, 2), d), 'b': jnp.full((2,), -0.5, d)},
@@ -205,8 +207,8 @@ def test_non_finite_gradient_propagates_without_wrapper(opt_name):
     updates, state = opt.update({'w': jnp.array([1.0, bad, 1.0])}, state)
     assert not np.isfinite(updates['w'][1])
     assert np.all(np.isfinite(updates['w'][::2]))
-    # The hyper design's per-tensor step offset stays finite.
-    assert np.isfinite(state.scale['w'])
+    # The per-tensor step offsets (hyper, free) stay finite.
+    assert np.all(np.isfinite(state.scale['w']))
 
 
 @pytest.mark.parametrize('grads', [
@@ -321,6 +323,55 @@ def test_fresh_hyper_design_is_hypergradient_nadam():
   assert scales[5]['w'] > 0.2 and scales[-1]['w'] < scales[5]['w']
   assert scales[-1]['b'] < -0.3
   assert len(state.moments) == 5
+
+
+def _hypergradient_schedule_free(lr, kappa, offset, beta, grads_seq, params):
+  """Reference for a fresh free design in numpy: explicit z, x and y."""
+  y = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
+  z, x = [a.copy() for a in y], [a.copy() for a in y]
+  v = [np.zeros_like(a) for a in y]
+  h = [np.zeros_like(a) for a in y]
+  s, total, out = [0.0] * len(y), [0.0] * len(y), []
+  for t, grads in enumerate(grads_seq, start=1):
+    g = [np.asarray(a, np.float64) for a in jax.tree.leaves(grads)]
+    if t > 1:
+      for k, (gk, hk) in enumerate(zip(g, h)):
+        cosine = gk.ravel() @ hk.ravel() / (np.linalg.norm(gk)
+                                            * np.linalg.norm(hk))
+        s[k] = float(np.clip(s[k] + kappa * (cosine - offset), -4.0, 2.5))
+    v = [0.999 * a + 0.001 * b * b for a, b in zip(v, g)]
+    d = [b / (np.sqrt(c / (1 - 0.999**t)) + 1e-8) for b, c in zip(g, v)]
+    h = [0.9 * a + 0.1 * b for a, b in zip(h, d)]
+    updates = []
+    for k in range(len(y)):
+      step = lr * np.exp(s[k])
+      total[k] += step**2
+      z[k] = z[k] - step * d[k]
+      x[k] = x[k] + step**2 / total[k] * (z[k] - x[k])
+      new_y = (1 - beta) * z[k] + beta * x[k]
+      updates.append(new_y - y[k])
+      y[k] = new_y
+    out.append((list(s), updates))
+  return out
+
+
+def test_fresh_free_design_is_hypergradient_schedule_free_adam():
+  opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='free',
+                                                 nominal_lr=0.1))
+  params = {'w': jnp.linspace(-1.0, 1.0, 7), 'b': jnp.ones((2, 3))}
+  grads_seq = [{'w': (1.0 if i < 6 else -1.0) * (params['w'] + 0.1 * i),
+                'b': (-1.0)**i * (params['b'] + 0.1 * i)} for i in range(10)]
+  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, grads_seq,
+                                      params)
+  state = opt.init(params)
+  for grads, (want_scale, want_updates) in zip(grads_seq, want):
+    updates, state = jax.jit(opt.update)(grads, state)
+    got_scale = [float(x[0]) for x in jax.tree.leaves(state.scale)]
+    np.testing.assert_allclose(got_scale, want_scale, atol=1e-6)
+    for got, expected in zip(jax.tree.leaves(updates), want_updates):
+      np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+  assert len(state.moments) == 6
+  assert state.scale['w'].shape == (2,)
 
 
 def test_hyper_scale_stays_bounded():
