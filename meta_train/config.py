@@ -46,9 +46,10 @@ class TrainConfig:
       makes the ES estimate far less noisy.
     design: the learned optimizer's design (a key of ``l2l.DESIGNS``):
       ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` (Adam-normalised
-      momenta and a nominal Adam term) or ``'hyper'`` (those inputs plus a
+      momenta and a nominal Adam term), ``'hyper'`` (those inputs plus a
       hypergradient signal, around NAdam with online-adapted per-tensor
-      steps); see ``l2l.lstm_optimizer``.
+      steps) or ``'free'`` (the same around schedule-free Adam); see
+      ``l2l.lstm_optimizer``.
     hidden_size: LSTM units per layer.
     num_layers: stacked LSTM layers.
     preprocess_p: gradient preprocessing exponent ``p``.
@@ -70,7 +71,7 @@ class TrainConfig:
   es_pairs: int = 8
   es_sigma: float = 0.03
   train_only: str = 'readout'
-  design: str = 'hyper'
+  design: str = 'free'
   hidden_size: int = 20
   num_layers: int = 2
   preprocess_p: float = 10.0
