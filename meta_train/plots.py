@@ -2,11 +2,57 @@
 
 import os
 import tempfile
+from typing import Sequence
 
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
+
+
+def _save(fig, path: str) -> None:
+  """Writes ``fig`` to ``path`` atomically (temporary file, then rename)."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                             suffix='.png')
+  os.close(fd)
+  fig.savefig(tmp, dpi=110)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def suite_summary(rows: Sequence[dict], path: str) -> None:
+  """Bars of log10(candidate's mean final loss / tuned Adam's) per case.
+
+  Bars left of 0 beat tuned Adam. Diverged runs are marked with ``x``;
+  non-finite losses are drawn at the right edge.
+  """
+  cases = list(dict.fromkeys(r['case'] for r in rows))
+  candidates = list(dict.fromkeys(r['candidate'] for r in rows))
+  by = {(r['case'], r['candidate']): r for r in rows}
+  height = 0.8 / len(candidates)
+  fig, ax = plt.subplots(figsize=(8, 0.45 * len(cases) + 1.5))
+  for j, name in enumerate(candidates):
+    y, ratio, diverged = [], [], []
+    for i, case in enumerate(cases):
+      r = by.get((case, name))
+      if r is None:
+        continue
+      value = np.log10(r['candidate_mean_final_loss']
+                       / r['adam_mean_final_loss'])
+      y.append(i + (j - (len(candidates) - 1) / 2) * height)
+      ratio.append(value if np.isfinite(value) else 5.0)
+      diverged.append(r['candidate_diverged'] > 0)
+    ax.barh(y, ratio, height=height, label=name)
+    ax.scatter(np.asarray(ratio)[diverged], np.asarray(y)[diverged],
+               marker='x', color='k', zorder=3)
+  ax.axvline(0.0, color='k', lw=0.8)
+  ax.set_yticks(range(len(cases)), cases, fontsize=8)
+  ax.invert_yaxis()
+  ax.set_xlabel('log10(mean final loss / tuned Adam\'s)   (< 0: better '
+                'than tuned Adam)')
+  ax.legend(fontsize=8, loc='lower right')
+  fig.tight_layout()
+  _save(fig, path)
 
 
 def loss_curves(results: dict, path: str) -> None:
@@ -27,9 +73,4 @@ def loss_curves(results: dict, path: str) -> None:
                'evaluation problems (band: min-max)')
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                             suffix='.png')
-  os.close(fd)
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, path)
+  _save(fig, path)

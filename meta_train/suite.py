@@ -14,9 +14,9 @@ never reported as held out.
 
 Each case runs :func:`meta_train.evaluate.evaluate` (every candidate against
 Adam, RMSprop, SGD and Nesterov SGD with tuned learning rates) and writes
-``<case>.json`` and ``<case>.png``; ``summary.json`` and ``summary.md`` hold
-one row per (case, candidate) and are rewritten after every case, so an
-interrupted run keeps what it finished::
+``<case>.json`` and ``<case>.png``; ``summary.json``, ``summary.md`` and
+``summary.png`` hold one row per (case, candidate) and are rewritten after
+every case, so an interrupted run keeps what it finished::
 
   python -m meta_train.suite --suite paper --seeds 3 --out runs/suite \
       --candidates default runs/default/meta_params.npz
@@ -30,6 +30,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import tqdm
 
 from meta_train import evaluate
+from meta_train import plots
 
 
 class Case(NamedTuple):
@@ -262,13 +263,16 @@ def _write_atomic(path: str, text: str) -> None:
 
 def write_summary(rows: Sequence[dict], out_dir: str,
                   metadata: Mapping[str, Any]) -> tuple[str, str]:
-  """Writes ``summary.json`` (metadata and rows) and ``summary.md``."""
+  """Writes ``summary.json`` (metadata and rows), ``summary.md`` and
+  ``summary.png`` (:func:`meta_train.plots.suite_summary`)."""
   os.makedirs(out_dir, exist_ok=True)
   json_path = os.path.join(out_dir, 'summary.json')
   md_path = os.path.join(out_dir, 'summary.md')
   _write_atomic(json_path, json.dumps({**metadata, 'rows': list(rows)},
                                       indent=1, allow_nan=True))
   _write_atomic(md_path, markdown(rows) + '\n')
+  if rows:
+    plots.suite_summary(rows, os.path.join(out_dir, 'summary.png'))
   return json_path, md_path
 
 

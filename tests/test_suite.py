@@ -149,11 +149,11 @@ def test_command_line_runs_one_case(tmp_path, monkeypatch, capsys):
   rows = suite.main(['--suite', 'all', '--seeds', '2', '--out', str(out),
                      '--only', 'tiny_quadratic', '--candidates', 'default',
                      '--no-progress'])
-  for name in ('summary.json', 'summary.md', 'tiny_quadratic.json',
-               'tiny_quadratic.png'):
+  for name in ('summary.json', 'summary.md', 'summary.png',
+               'tiny_quadratic.json', 'tiny_quadratic.png'):
     assert (out / name).stat().st_size > 0, name
   assert not (out / 'skipped.json').exists()
-  assert not list(out.glob('*.tmp'))
+  assert not list(out.glob('*.tmp')) and not list(out.glob('tmp*'))
   with open(out / 'summary.json') as f:
     summary = json.load(f)
   assert summary['rows'] == json.loads(json.dumps(rows))
