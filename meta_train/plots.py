@@ -17,6 +17,7 @@ def _save(fig, path: str) -> None:
   os.close(fd)
   fig.savefig(tmp, dpi=110)
   plt.close(fig)
+  os.chmod(tmp, 0o644)
   os.replace(tmp, path)
 
 
@@ -74,3 +75,25 @@ def loss_curves(results: dict, path: str) -> None:
   ax.legend(fontsize=8)
   fig.tight_layout()
   _save(fig, path)
+
+
+def main(argv=None) -> None:
+  """``python -m meta_train.plots SUMMARY_JSON OUT_PNG``: redraws a suite's
+  summary plot from its ``summary.json``."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(prog='python -m meta_train.plots',
+                                   description=main.__doc__.splitlines()[0])
+  parser.add_argument('summary', help="a suite's summary.json")
+  parser.add_argument('out', help='the PNG to write')
+  args = parser.parse_args(argv)
+  with open(args.summary) as f:
+    rows = json.load(f)['rows']
+  if not rows:
+    raise SystemExit(f'{args.summary} has no rows to plot')
+  suite_summary(rows, args.out)
+  print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+  main()

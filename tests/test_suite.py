@@ -15,6 +15,7 @@ import l2l
 import tasks
 from meta_train import ablate
 from meta_train import evaluate
+from meta_train import plots
 from meta_train import suite
 from meta_train import validate
 
@@ -154,6 +155,8 @@ def test_command_line_runs_one_case(tmp_path, monkeypatch, capsys):
     assert (out / name).stat().st_size > 0, name
   assert not (out / 'skipped.json').exists()
   assert not list(out.glob('*.tmp')) and not list(out.glob('tmp*'))
+  plots.main([str(out / 'summary.json'), str(out / 'redrawn.png')])
+  assert (out / 'redrawn.png').stat().st_size > 0
   with open(out / 'summary.json') as f:
     summary = json.load(f)
   assert summary['rows'] == json.loads(json.dumps(rows))
