@@ -227,6 +227,30 @@ def test_ablation_nadam_only_is_nadam_at_the_learned_rate():
   assert float(state.scale['w']) == float(state.scale['b']) == 0.0
 
 
+def test_ablation_schedule_free_only_is_optax_schedule_free_adamw():
+  meta_params = l2l.init_meta_params(jax.random.key(0), design='free')
+  meta_params['params']['output']['kernel'] = jnp.ones_like(
+      meta_params['params']['output']['kernel'])
+  meta_params['nominal']['log_kappa'] = jnp.log(jnp.float32(0.2))
+  ablated = l2l.lstm_optimizer(ablate.ablate(
+      meta_params, *ablate.VARIANTS['schedule_free_only']))
+  reference = optax.contrib.schedule_free_adamw(0.1, b1=0.9,
+                                                weight_decay=0.0)
+  params = {'w': jnp.linspace(-1.0, 1.0, 5), 'b': jnp.ones(2)}
+  state, reference_state = ablated.init(params), reference.init(params)
+  ours = theirs = params
+  for i in range(8):
+    grads = lambda p: jax.tree.map(lambda x: jnp.cos(3 * x + i), p)
+    updates, state = ablated.update(grads(ours), state, ours)
+    expected, reference_state = reference.update(grads(theirs),
+                                                 reference_state, theirs)
+    chex.assert_trees_all_close(updates, expected, atol=1e-6)
+    ours = optax.apply_updates(ours, updates)
+    theirs = optax.apply_updates(theirs, expected)
+  assert ablate.variants('free')[-1] == 'schedule_free_only'
+  assert 'nadam_only' not in ablate.variants('free')
+
+
 @pytest.mark.parametrize('variant, zero_readout, moves_scale', [
     ('nominal_only', True, True),
     ('no_hypergradient', False, False),
