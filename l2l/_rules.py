@@ -205,32 +205,32 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
 
   Schedule-free training (Defazio et al., 2024) takes steps on a sequence
   :math:`z`, averages it into :math:`x` and evaluates gradients at the
-  interpolation :math:`y = (1 - eta) z + eta x`, which are the
+  interpolation :math:`y = (1 - \beta) z + \beta x`, which are the
   parameters; no learning-rate schedule is needed. Here the step of tensor
   :math:`k` is adapted online as in the ``hyper`` design, against the
   running average :math:`h` of past directions:
 
   .. math::
     c_k &= \cos(g_{t,k}, h_{t-1,k}), \qquad
-    s_k \leftarrow \mathrm{clip}ig(s_k + \kappa (c_k - c_0),\ -4,\ 2.5ig)
-    \
-    x_t &= \mathrm{clip}ig([g, \hat m_{0.5}, \hat m_{0.9}, \hat m_{0.99}]
-         / (\sqrt{\hat v} + \epsilon),\ c_k,\ s_k;\ \pm 10ig), \qquad
-    (a, b) = m_\phi(x_t) \
-    \delta &= \exp(\log\eta + s_k + 3 	anh a)\,
-              ig(g / (\sqrt{\hat v} + \epsilon) + big), \qquad
-    z \leftarrow z - \delta \
+    s_k \leftarrow \mathrm{clip}\big(s_k + \kappa (c_k - c_0),\ -4,\ 2.5\big)
+    \\
+    f &= \mathrm{clip}\big([g, \hat m_{0.5}, \hat m_{0.9}, \hat m_{0.99}]
+         / (\sqrt{\hat v} + \epsilon),\ c_k,\ s_k;\ \pm 10\big), \qquad
+    (a, b) = m_\phi(f), \qquad
+    d = g / (\sqrt{\hat v} + \epsilon) + b \\
+    \delta &= \exp(\log\eta + s_k + 3 \tanh a)\, d, \qquad
+    z \leftarrow z - \delta, \qquad h \leftarrow 0.9 h + 0.1 d \\
     w_k &= (\eta e^{s_k})^2, \quad W_k \leftarrow W_k + w_k, \quad
-    x \leftarrow x + (w_k / W_k)(z - x), \qquad
-    h \leftarrow 0.9 h + 0.1\, \delta / (\eta e^{s_k})
+    x \leftarrow x + (w_k / W_k)(z - x)
 
   Only :math:`e = z - x` is stored (it starts at 0), so the update
   :math:`u = y_{t+1} - y_t` is
-  :math:`-(1 - eta)\delta + eta (w_k/W_k)(e - \delta)` and
+  :math:`-(1 - \beta)\delta + \beta (w_k/W_k)(e - \delta)` and
   :math:`e \leftarrow (1 - w_k/W_k)(e - \delta)`. ``scale`` holds
   :math:`(s_k, W_k)` per tensor. :math:`\eta`, :math:`\kappa`,
-  :math:`c_0` and :math:`eta` are meta-learned with the LSTM. With a zero
-  read-out the rule is this hypergradient schedule-free Adam.
+  :math:`c_0` and :math:`\beta` are meta-learned with the LSTM. With a zero
+  read-out the rule is this hypergradient schedule-free Adam (with a frozen
+  step, ``optax.contrib.schedule_free_adamw`` without weight decay).
   """
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
