@@ -1,12 +1,14 @@
 """Compares meta-gradient estimators against central finite differences.
 
-For the nominal constants of a fresh ``hyper`` optimizer (log learning
-rate, hypergradient offset, log hypergradient rate), prints the derivative
+For the nominal constants of a fresh ``free`` (default) or ``hyper``
+optimizer (log learning rate, hypergradient offset, log hypergradient rate,
+and the free design's interpolation constant), prints the derivative
 of the meta-loss (mean over problems of the summed log losses of one
 unroll) by central finite differences, by first-order and by second-order
 backpropagation through the unroll, and by antithetic evolution strategies:
 
     python benchmarks/meta_gradient_check.py
+    python benchmarks/meta_gradient_check.py --design hyper
     python benchmarks/meta_gradient_check.py --families mnist1d_mlp --pairs 16
 
 Not a test: on a chaotic meta-loss the estimators legitimately disagree.
@@ -24,17 +26,16 @@ import l2l
 from l2l import _meta
 import tasks
 
-NOMINAL = ('log_lr', 'offset', 'log_kappa')
 
 
 def _with(meta_params, name, value):
   return {**meta_params, 'nominal': {**meta_params['nominal'], name: value}}
 
 
-def check(family: str, *, num_tasks: int, unroll_length: int, pairs: int,
-          sigma: float, delta: float, seed: int) -> None:
+def check(family: str, *, design: str, num_tasks: int, unroll_length: int,
+          pairs: int, sigma: float, delta: float, seed: int) -> None:
   task = tasks.get_family(family).sample_task(np.random.default_rng([seed, 1]))
-  meta_params = l2l.init_meta_params(jax.random.key(seed), design='hyper')
+  meta_params = l2l.init_meta_params(jax.random.key(seed), design=design)
   inner = l2l.init_inner_states(task, l2l.lstm_optimizer(meta_params),
                                 jax.random.key(seed + 1), num_tasks)
 
@@ -55,19 +56,20 @@ def check(family: str, *, num_tasks: int, unroll_length: int, pairs: int,
       unroll_length=unroll_length, num_pairs=pairs, sigma=sigma,
       log_losses=True, trainable=trainable))(state, task,
                                               jax.random.key(seed + 2))
-  print(f'\n{task.name}: {num_tasks} problems, {unroll_length}-step unroll, '
+  print(f'\n{design} design, {task.name}: {num_tasks} problems, '
+        f'{unroll_length}-step unroll, '
         f'sum of log losses; ES: {pairs} pairs, sigma {sigma} on the '
         'nominal constants only')
-  print(f'  {"constant":<10} {"finite diff":>12} {"first-order":>12} '
+  print(f'  {"constant":<13} {"finite diff":>12} {"first-order":>12} '
         f'{"second-order":>13} {"ES":>10}')
-  for name in NOMINAL:
+  for name in meta_params['nominal']:
     x = meta_params['nominal'][name]
     at = lambda v, second=False: loss(_with(meta_params, name, v), second)
     fd = (at(x + delta) - at(x - delta)) / (2 * delta)
     first = jax.grad(at)(x)
     second = jax.grad(lambda v: at(v, True))(x)
     es = meta_params['nominal'][name] - es_state.meta_params['nominal'][name]
-    print(f'  {name:<10} {float(fd):>12.4g} {float(first):>12.4g} '
+    print(f'  {name:<13} {float(fd):>12.4g} {float(first):>12.4g} '
           f'{float(second):>13.4g} {float(es):>10.4g}')
 
 
@@ -75,6 +77,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--families', nargs='+',
                       default=['quadratic', 'mnist1d_mlp'])
+  parser.add_argument('--design', choices=('free', 'hyper'), default='free')
   parser.add_argument('--num-tasks', type=int, default=8)
   parser.add_argument('--unroll-length', type=int, default=100)
   parser.add_argument('--pairs', type=int, default=64)
@@ -83,7 +86,8 @@ def main(argv=None) -> None:
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args(argv)
   for family in args.families:
-    check(family, num_tasks=args.num_tasks, unroll_length=args.unroll_length,
+    check(family, design=args.design, num_tasks=args.num_tasks,
+          unroll_length=args.unroll_length,
           pairs=args.pairs, sigma=args.sigma, delta=args.delta,
           seed=args.seed)
 

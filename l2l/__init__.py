@@ -20,6 +20,7 @@ from l2l._network import init_meta_params
 from l2l._network import LSTMCarry
 from l2l._preprocess import preprocess_gradients
 from l2l._transform import architecture
+from l2l._transform import averaged_params
 from l2l._transform import lstm_optimizer
 from l2l._transform import LSTMOptimizerState
 
@@ -32,6 +33,7 @@ __all__ = (
     'LSTMOptimizerState',
     'MetaTrainState',
     'architecture',
+    'averaged_params',
     'es_meta_step',
     'init_inner_states',
     'init_meta_params',

@@ -53,6 +53,14 @@ def _load(path: str) -> tuple[MetaParams, dict]:
   return meta_params, manifest['config']
 
 
+def _resolve(meta_params) -> tuple[MetaParams, dict]:
+  """Meta-params and stored config from a pytree, a path or a name."""
+  if meta_params is None or isinstance(meta_params, (str, os.PathLike)):
+    path = NAMED.get(meta_params or 'default', meta_params)
+    return _load(os.fspath(path))
+  return meta_params, {}
+
+
 def architecture(meta_params: MetaParams) -> dict[str, Any]:
   """Returns ``{'design', 'hidden_size', 'num_layers'}`` of the meta-params."""
   try:
@@ -184,10 +192,8 @@ def lstm_optimizer(
     https://arxiv.org/abs/2209.11208.
   """
   config = dict(PAPER_CONFIG)
-  if meta_params is None or isinstance(meta_params, (str, os.PathLike)):
-    path = NAMED.get(meta_params or 'default', meta_params)
-    meta_params, stored = _load(os.fspath(path))
-    config.update({k: stored[k] for k in PAPER_CONFIG if k in stored})
+  meta_params, stored = _resolve(meta_params)
+  config.update({k: stored[k] for k in PAPER_CONFIG if k in stored})
   if preprocess_p is not None:
     config['preprocess_p'] = preprocess_p
   if output_scale is not None:
@@ -237,3 +243,44 @@ def lstm_optimizer(
         scatter(moments, (), state_dtypes), treedef.unflatten(list(scale)))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def averaged_params(params: Params, state: LSTMOptimizerState,
+                    meta_params: MetaParams | str | os.PathLike | None = None
+                    ) -> Params:
+  r"""The schedule-free average :math:`x` of a ``free`` design optimizer.
+
+  The params of a ``free`` optimizer are the interpolation
+  :math:`y = (1 - \beta) z + \beta x`, where gradients are evaluated; the
+  average :math:`x = y - (1 - \beta)(z - x)` usually has the lower loss and
+  is what schedule-free methods evaluate and export (compare
+  ``optax.contrib.schedule_free_eval_params``).
+
+  Args:
+    params: the current params :math:`y`.
+    state: the :class:`LSTMOptimizerState` of the optimizer that produced
+      them (inside ``optax.chain``, its entry of the chain's state).
+    meta_params: the optimizer's meta-params, path or name, as given to
+      :func:`lstm_optimizer` (``None`` for ``'default'``).
+
+  Returns:
+    :math:`x`, a tree like ``params`` in the params' dtypes.
+
+  Raises:
+    ValueError: if ``state`` is not an ``LSTMOptimizerState`` or the
+      meta-params are not of the ``free`` design.
+  """
+  if not isinstance(state, LSTMOptimizerState):
+    raise ValueError(
+        'averaged_params needs the LSTMOptimizerState of lstm_optimizer, '
+        f'got {type(state).__name__} (inside optax.chain, pass its entry)')
+  meta_params, _ = _resolve(meta_params)
+  design = architecture(meta_params)['design']
+  if design != 'free':
+    raise ValueError('averaged_params applies to the free design only; '
+                     f'these meta-params are of the {design!r} design, whose '
+                     'params are already the iterate to use')
+  beta = jnp.clip(meta_params['nominal']['interpolation'], 0.0,
+                  _rules.MAX_INTERPOLATION)
+  return jax.tree.map(lambda p, gap: (p - (1 - beta) * gap).astype(p.dtype),
+                      params, state.moments[-1])

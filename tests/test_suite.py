@@ -228,6 +228,7 @@ def test_ablation_nadam_only_is_nadam_at_the_learned_rate():
 
 
 def test_ablation_schedule_free_only_is_optax_schedule_free_adamw():
+  """Updates and the average x (l2l.averaged_params) both agree."""
   meta_params = l2l.init_meta_params(jax.random.key(0), design='free')
   meta_params['params']['output']['kernel'] = jnp.ones_like(
       meta_params['params']['output']['kernel'])
@@ -247,6 +248,11 @@ def test_ablation_schedule_free_only_is_optax_schedule_free_adamw():
     chex.assert_trees_all_close(updates, expected, atol=1e-6)
     ours = optax.apply_updates(ours, updates)
     theirs = optax.apply_updates(theirs, expected)
+  chex.assert_trees_all_close(
+      l2l.averaged_params(ours, state, ablate.ablate(
+          meta_params, *ablate.VARIANTS['schedule_free_only'])),
+      optax.contrib.schedule_free_eval_params(reference_state, theirs),
+      atol=1e-6)
   assert ablate.variants('free')[-1] == 'schedule_free_only'
   assert 'nadam_only' not in ablate.variants('free')
 

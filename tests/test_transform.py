@@ -374,6 +374,33 @@ def test_fresh_free_design_is_hypergradient_schedule_free_adam():
   assert state.scale['w'].shape == (2,)
 
 
+def test_averaged_params_of_a_fresh_free_design():
+  params = {'w': jnp.linspace(-1.0, 1.0, 4).astype(jnp.bfloat16), 'n': None}
+  opt = l2l.lstm_optimizer()
+  state = opt.init(params)
+  np.testing.assert_array_equal(  # x = y before any step
+      l2l.averaged_params(params, state)['w'], params['w'])
+  for _ in range(3):
+    updates, state = opt.update({'w': params['w'] + 1, 'n': None}, state)
+    params = optax.apply_updates(params, updates)
+  averaged = l2l.averaged_params(params, state, 'default')
+  assert averaged['w'].dtype == jnp.bfloat16 and averaged['n'] is None
+  assert not np.allclose(averaged['w'], params['w'])
+
+
+@pytest.mark.parametrize('state, meta_params, message', [
+    ('chain', None, 'got tuple'),
+    ('lstm', 'paper2016', "of the 'paper' design"),
+])
+def test_averaged_params_errors(state, meta_params, message):
+  params = {'w': jnp.ones(2)}
+  opt = l2l.lstm_optimizer(meta_params)
+  if state == 'chain':
+    opt = optax.chain(optax.clip(1.0), opt)
+  with pytest.raises(ValueError, match=message):
+    l2l.averaged_params(params, opt.init(params), meta_params)
+
+
 def test_hyper_scale_stays_bounded():
   opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='hyper'))
   params = {'w': jnp.ones(3)}
