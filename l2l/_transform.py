@@ -252,9 +252,8 @@ def averaged_params(params: Params, state: LSTMOptimizerState,
 
   The params of a ``free`` optimizer are the interpolation
   :math:`y = (1 - \beta) z + \beta x`, where gradients are evaluated; the
-  average :math:`x = y - (1 - \beta)(z - x)` usually has the lower loss and
-  is what schedule-free methods evaluate and export (compare
-  ``optax.contrib.schedule_free_eval_params``).
+  average :math:`x = y - (1 - \beta)(z - x)` is what schedule-free methods
+  evaluate and export (compare ``optax.contrib.schedule_free_eval_params``).
 
   Args:
     params: the current params :math:`y`.
