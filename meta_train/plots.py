@@ -78,17 +78,20 @@ def loss_curves(results: dict, path: str) -> None:
 
 
 def main(argv=None) -> None:
-  """``python -m meta_train.plots SUMMARY_JSON OUT_PNG``: redraws a suite's
-  summary plot from its ``summary.json``."""
+  """``python -m meta_train.plots SUMMARY_JSON OUT_PNG``."""
   import argparse  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(prog='python -m meta_train.plots',
-                                   description=main.__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+      prog='python -m meta_train.plots',
+      description="Redraws a suite's summary plot from its summary.json.")
   parser.add_argument('summary', help="a suite's summary.json")
   parser.add_argument('out', help='the PNG to write')
   args = parser.parse_args(argv)
-  with open(args.summary) as f:
-    rows = json.load(f)['rows']
+  try:
+    with open(args.summary) as f:
+      rows = json.load(f)['rows']
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise SystemExit(f'cannot read suite rows from {args.summary}: {e!r}')
   if not rows:
     raise SystemExit(f'{args.summary} has no rows to plot')
   suite_summary(rows, args.out)

@@ -157,6 +157,8 @@ def test_command_line_runs_one_case(tmp_path, monkeypatch, capsys):
   assert not list(out.glob('*.tmp')) and not list(out.glob('tmp*'))
   plots.main([str(out / 'summary.json'), str(out / 'redrawn.png')])
   assert (out / 'redrawn.png').stat().st_size > 0
+  with pytest.raises(SystemExit, match='cannot read suite rows'):
+    plots.main([str(out / 'tiny_quadratic.json'), str(out / 'bad.png')])
   with open(out / 'summary.json') as f:
     summary = json.load(f)
   assert summary['rows'] == json.loads(json.dumps(rows))
