@@ -10,7 +10,6 @@ and at the average ``x`` that ``l2l.averaged_params`` returns::
 
 import jax
 import numpy as np
-import optax
 
 import l2l
 import tasks
@@ -20,25 +19,13 @@ from meta_train import suite
 
 def final_losses(task, optimizer, key, num_steps: int) -> tuple[float, float]:
   """Trains one problem; returns the final full loss at y and at x."""
-  problem_key, params_key, run_key = jax.random.split(key, 3)
-  problem = task.sample_problem(problem_key)
-  params = task.init_params(params_key)
-  grad_fn = jax.grad(task.loss)
-
-  def step(carry, index):
-    params, state = carry
-    grads = grad_fn(params, problem, jax.random.fold_in(run_key, index))
-    updates, state = optimizer.update(grads, state, params)
-    return (optax.apply_updates(params, updates), state), None
-
   @jax.jit
-  def run(params):
-    (params, state), _ = jax.lax.scan(step, (params, optimizer.init(params)),
-                                      jax.numpy.arange(num_steps))
+  def run():
+    problem, params, state = evaluate.train(task, optimizer, key, num_steps)
     return (task.full_loss(params, problem),
             task.full_loss(l2l.averaged_params(params, state), problem))
 
-  at_y, at_x = run(params)
+  at_y, at_x = run()
   return float(at_y), float(at_x)
 
 

@@ -135,6 +135,12 @@ REFERENCE_DECAY = 0.9
 MAX_INTERPOLATION = 0.99
 
 
+def interpolation(meta_params) -> Array:
+  """The free design's :math:`\beta`, clipped to ``[0, MAX_INTERPOLATION]``."""
+  return jnp.clip(meta_params['nominal']['interpolation'], 0.0,
+                  MAX_INTERPOLATION)
+
+
 def _step_offsets(meta_params, g, reference, count, offsets, sizes):
   """The hypergradient update of the per-tensor log step offsets.
 
@@ -251,7 +257,7 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   weight = jnp.exp(2 * (nominal['log_lr'] + offsets))
   total = scale[:, 1] + weight
   mix = _per_coordinate(weight / total, sizes)
-  beta = jnp.clip(nominal['interpolation'], 0.0, MAX_INTERPOLATION)
+  beta = interpolation(meta_params)
   update = -(1 - beta) * step + beta * mix * (gap - step)
   gap = (1 - mix) * (gap - step)
   reference = REFERENCE_DECAY * reference + (1 - REFERENCE_DECAY) * direction

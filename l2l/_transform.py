@@ -279,7 +279,6 @@ def averaged_params(params: Params, state: LSTMOptimizerState,
     raise ValueError('averaged_params applies to the free design only; '
                      f'these meta-params are of the {design!r} design, whose '
                      'params are already the iterate to use')
-  beta = jnp.clip(meta_params['nominal']['interpolation'], 0.0,
-                  _rules.MAX_INTERPOLATION)
+  beta = _rules.interpolation(meta_params)
   return jax.tree.map(lambda p, gap: (p - (1 - beta) * gap).astype(p.dtype),
                       params, state.moments[-1])

@@ -44,13 +44,9 @@ def _record_every(num_steps: int, max_points: int = 200) -> int:
   return every
 
 
-def trajectory(task, optimizer: optax.GradientTransformation, key: jax.Array,
-               num_steps: int) -> jax.Array:
-  """Trains one problem; returns full losses at steps ``0, e, 2e, ..., T``.
-
-  The recording interval ``e`` divides ``num_steps`` (at most ~200 points).
-  """
-  every = _record_every(num_steps)
+def _start(task, optimizer: optax.GradientTransformation, key: jax.Array):
+  """The problem, the initial ``(params, opt_state)`` and the scan step of
+  one training run (minibatch ``i`` drawn from ``fold_in(key, i)``)."""
   problem_key, params_key, run_key = jax.random.split(key, 3)
   problem = task.sample_problem(problem_key)
   params = task.init_params(params_key)
@@ -62,13 +58,33 @@ def trajectory(task, optimizer: optax.GradientTransformation, key: jax.Array,
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), None
 
+  return problem, (params, optimizer.init(params)), step
+
+
+def train(task, optimizer: optax.GradientTransformation, key: jax.Array,
+          num_steps: int):
+  """Trains one problem as :func:`trajectory` does; returns ``(problem,
+  params, opt_state)`` after ``num_steps`` steps."""
+  problem, carry, step = _start(task, optimizer, key)
+  (params, opt_state), _ = jax.lax.scan(step, carry, jnp.arange(num_steps))
+  return problem, params, opt_state
+
+
+def trajectory(task, optimizer: optax.GradientTransformation, key: jax.Array,
+               num_steps: int) -> jax.Array:
+  """Trains one problem; returns full losses at steps ``0, e, 2e, ..., T``.
+
+  The recording interval ``e`` divides ``num_steps`` (at most ~200 points).
+  """
+  every = _record_every(num_steps)
+  problem, carry, step = _start(task, optimizer, key)
+
   def record(carry, chunk):
     carry, _ = jax.lax.scan(step, carry, chunk * every + jnp.arange(every))
     return carry, task.full_loss(carry[0], problem)
 
-  _, losses = jax.lax.scan(record, (params, optimizer.init(params)),
-                           jnp.arange(num_steps // every))
-  return jnp.concatenate([task.full_loss(params, problem)[None], losses])
+  _, losses = jax.lax.scan(record, carry, jnp.arange(num_steps // every))
+  return jnp.concatenate([task.full_loss(carry[0], problem)[None], losses])
 
 
 def _run_grid(make, task, key, num_steps, lr_grid) -> np.ndarray:

@@ -286,6 +286,18 @@ def test_ablations_refuse_the_paper_design():
 
 
 
+@pytest.mark.parametrize('family, num_steps', [('quadratic', 7),
+                                                ('mnist1d_mlp_paper', 5)])
+def test_train_ends_where_the_trajectory_ends(family, num_steps):
+  task, key = evaluate.eval_problem(tasks.get_family(family), 3)
+  optimizer = l2l.lstm_optimizer()
+  problem, params, state = evaluate.train(task, optimizer, key, num_steps)
+  np.testing.assert_allclose(
+      task.full_loss(params, problem),
+      evaluate.trajectory(task, optimizer, key, num_steps)[-1], rtol=1e-5)
+  assert int(state.count) == num_steps
+
+
 def _final_quadratic_loss(optimizer, seed, num_steps):
   task, key = evaluate.eval_problem(tasks.get_family('quadratic'), seed)
   return evaluate.trajectory(task, optimizer, key, num_steps)[-1]

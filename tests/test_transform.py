@@ -280,6 +280,15 @@ def test_fresh_adaptive_design_is_adam():
   assert len(state.moments) == 4
 
 
+def _moved_offsets(s, t, g, reference, kappa, offset):
+  """Reference per-tensor offset update: s_k + kappa (cos(g_k, ref_k) - c0)."""
+  if t == 1:
+    return s
+  return [float(np.clip(sk + kappa * (gk.ravel() @ rk.ravel() / (
+      np.linalg.norm(gk) * np.linalg.norm(rk)) - offset), -4.0, 2.5))
+          for sk, gk, rk in zip(s, g, reference)]
+
+
 def _hypergradient_nadam(lr, kappa, offset, grads_seq, params):
   """Reference for a fresh hyper design, written leaf by leaf in numpy."""
   leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
@@ -289,11 +298,7 @@ def _hypergradient_nadam(lr, kappa, offset, grads_seq, params):
   s, out = [0.0] * len(leaves), []
   for t, grads in enumerate(grads_seq, start=1):
     g = [np.asarray(x, np.float64) for x in jax.tree.leaves(grads)]
-    if t > 1:
-      for k, (gk, dk) in enumerate(zip(g, d)):
-        cosine = gk.ravel() @ dk.ravel() / (np.linalg.norm(gk)
-                                            * np.linalg.norm(dk))
-        s[k] = float(np.clip(s[k] + kappa * (cosine - offset), -4.0, 2.5))
+    s = _moved_offsets(s, t, g, d, kappa, offset)
     m = [0.9 * a + 0.1 * b for a, b in zip(m, g)]
     v = [0.999 * a + 0.001 * b * b for a, b in zip(v, g)]
     d = [(0.9 * a / (1 - 0.9**(t + 1)) + 0.1 * b / (1 - 0.9**t))
@@ -334,11 +339,7 @@ def _hypergradient_schedule_free(lr, kappa, offset, beta, grads_seq, params):
   s, total, out = [0.0] * len(y), [0.0] * len(y), []
   for t, grads in enumerate(grads_seq, start=1):
     g = [np.asarray(a, np.float64) for a in jax.tree.leaves(grads)]
-    if t > 1:
-      for k, (gk, hk) in enumerate(zip(g, h)):
-        cosine = gk.ravel() @ hk.ravel() / (np.linalg.norm(gk)
-                                            * np.linalg.norm(hk))
-        s[k] = float(np.clip(s[k] + kappa * (cosine - offset), -4.0, 2.5))
+    s = _moved_offsets(s, t, g, h, kappa, offset)
     v = [0.999 * a + 0.001 * b * b for a, b in zip(v, g)]
     d = [b / (np.sqrt(c / (1 - 0.999**t)) + 1e-8) for b, c in zip(g, v)]
     h = [0.9 * a + 0.1 * b for a, b in zip(h, d)]
