@@ -98,7 +98,7 @@ SUITES: dict[str, list[Case]] = {
 # Development cases: used to choose designs and to select among meta-training
 # runs (``meta_train.validate``), so they are never reported as held out.
 # They differ from both suites in structure and split (training data), and
-# all of them in seeds (the 10-d quadratic, a training family, in seeds only).
+# all of them in seeds (quadratics, a training family, in seeds and size only).
 DEV_CASES: list[Case] = [
     Case('dev_quadratic', 'quadratic', {}, 100),
     Case('dev_mnist1d_mlp_20_sigmoid', 'mnist1d_mlp',
@@ -123,6 +123,15 @@ DEV_CASES: list[Case] = [
          dict(dim=50, min_eigenvalue=1e-2, max_eigenvalue=1e2), 300),
     Case('dev_mnist1d_mlp_32x32_silu', 'mnist1d_mlp',
          _mlp((32, 32), 'silu', split='train'), 1000),
+    # Added before the fourth design round, to weigh long horizons, depth and
+    # noise-free problems more (the weak sides found in the third round).
+    Case('dev_quadratic_20d', 'quadratic', dict(dim=20), 200),
+    Case('dev_digits_mlp_48_sigmoid_2000', 'digits_mlp',
+         _mlp((48,), 'sigmoid', split='train'), 2000),
+    Case('dev_mnist1d_mlp_24x24x24_tanh', 'mnist1d_mlp',
+         _mlp((24, 24, 24), 'tanh', split='train'), 1000),
+    Case('dev_mnist1d_mlp_16_relu_1500', 'mnist1d_mlp',
+         _mlp((16,), 'relu', split='train'), 1500),
 ]
 SUITES['dev'] = DEV_CASES
 # Evaluation seeds of the development cases (the suites use 0, 1, ...).

@@ -6,8 +6,8 @@ two ways, neither of which touches the ``paper`` or ``heldout`` suites:
 - **dev** (the selection score): on each development case of
   :data:`meta_train.suite.DEV_CASES` (structures of neither suite, the
   training split, seeds from 100), the log of the candidate's mean final
-  loss over tuned Adam's; the score is the mean over cases (lower is
-  better; below 0 beats tuned Adam on average). Tuned Adam is run once, in
+  loss over tuned Adam's, clipped to [-1, 1]; the score is the mean over
+  cases (lower is better; below 0 beats tuned Adam on average). Tuned Adam is run once, in
   the same call, on the same problems.
 - **training** (``--families``): on unseen problems of the meta-training
   families (evaluation seeds from ``--first-seed``), the mean log final
@@ -46,6 +46,10 @@ def scores(meta_params_path: str, families: Sequence[str], *, num_seeds: int,
   return result
 
 
+# Bound on one case's log loss ratio in the dev score (a factor of e).
+SCORE_CLIP = 1.0
+
+
 def _log_ratio(loss: float, reference: float) -> float:
   """log(loss / reference); a non-finite loss counts as 10 (e^10 worse)."""
   if not math.isfinite(loss):
@@ -60,7 +64,11 @@ def dev_scores(candidates: Mapping[str, optax.GradientTransformation], *,
                ) -> dict[str, dict[str, float]]:
   """Candidate -> case -> log(mean final loss / tuned Adam's), plus 'score'.
 
-  'score' is the mean over cases; 'wins' counts the cases where the
+  'score' is the mean over cases of the log ratio clipped to
+  ``[-SCORE_CLIP, SCORE_CLIP]`` (a non-finite mean loss counts as 10), so no
+  single case, e.g. a chaotic deterministic one whose final loss moves by a
+  factor of 3 with summation order, outweighs the others; 'median' is the
+  median of the unclipped log ratios. 'wins' counts the cases where the
   candidate's mean final loss is below tuned Adam's and 'diverged' the runs
   that ended non-finite or above their initial loss.
   """
@@ -77,7 +85,11 @@ def dev_scores(candidates: Mapping[str, optax.GradientTransformation], *,
       out[name]['wins'] += int(entry['mean_final_loss'] < adam)
       out[name]['diverged'] += entry['num_diverged']
   for name in candidates:
-    out[name]['score'] = float(np.mean([out[name][c.name] for c in cases]))
+    ratios = np.array([out[name][c.name] for c in cases])
+    clipped = np.where(ratios >= 10.0, 10.0,
+                       np.clip(ratios, -SCORE_CLIP, SCORE_CLIP))
+    out[name]['score'] = float(np.mean(clipped))
+    out[name]['median'] = float(np.median(ratios))
   return out
 
 
@@ -103,8 +115,9 @@ def main(argv=None) -> dict[str, dict[str, float]]:
     candidates = evaluate.load_candidates(args.meta_params)
     for name, entry in dev_scores(candidates).items():
       results[name]['dev'] = entry
-      print(f'{name}: dev score {entry["score"]:.3f} (mean log loss ratio to '
-            f'tuned Adam over {len(suite.DEV_CASES)} cases), beats Adam on '
+      print(f'{name}: dev score {entry["score"]:.3f} (mean clipped log loss '
+            f'ratio to tuned Adam over {len(suite.DEV_CASES)} cases, median '
+            f'{entry["median"]:.3f}), beats Adam on '
             f'{entry["wins"]}, {entry["diverged"]} runs diverged', flush=True)
   for name, path in names.items():
     if args.families:

@@ -338,6 +338,8 @@ def test_dev_score_of_a_secret_adam_is_its_loss_ratio_to_tuned_adam():
     entry = got[f'adam_{lr}']
     np.testing.assert_allclose(entry['q'], np.log(finals[lr] / best),
                                rtol=1e-4, atol=1e-5)
-    assert entry['score'] == entry['q'] and entry['diverged'] == 0
+    assert entry['score'] == np.clip(entry['q'], -validate.SCORE_CLIP,
+                                     validate.SCORE_CLIP)
+    assert entry['median'] == entry['q'] and entry['diverged'] == 0
     if finals[lr] > best * 1.01:
       assert entry['wins'] == 0 and entry['q'] > 0.0
