@@ -8,6 +8,7 @@ from l2l._checkpoint import load_meta_params
 from l2l._checkpoint import read_manifest
 from l2l._checkpoint import save_checkpoint
 from l2l._checkpoint import save_meta_params
+from l2l._meta import ES_FITNESS
 from l2l._meta import es_meta_step
 from l2l._meta import init_inner_states
 from l2l._meta import InnerState
@@ -28,6 +29,7 @@ __all__ = (
     'CheckpointError',
     'CoordinatewiseLSTM',
     'DESIGNS',
+    'ES_FITNESS',
     'InnerState',
     'LSTMCarry',
     'LSTMOptimizerState',

@@ -195,7 +195,7 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
                  meta_optimizer: optax.GradientTransformation,
                  unroll_length: int, num_pairs: int = 8, sigma: float = 0.01,
                  loss_weights: Array | None = None, log_losses: bool = False,
-                 trainable: Any = None,
+                 trainable: Any = None, fitness: str = 'difference',
                  ) -> tuple[MetaTrainState, dict[str, Array]]:
   r"""One meta-step with an antithetic evolution-strategies gradient.
 
@@ -233,6 +233,12 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
       a function from meta-params to one; only leaves marked True are
       perturbed, the others get a zero estimate. Fewer perturbed dimensions
       give a less noisy estimate.
+    fitness: ``'difference'`` uses the loss differences above;
+      ``'rank'`` replaces the :math:`2P` losses by their centred ranks in
+      :math:`[-1/2, 1/2]` first (Salimans et al., 2017), so the step no
+      longer depends on the loss scale of the problem at hand: with a
+      mixture of task families, one whose losses move by large factors
+      (a quadratic) does not outweigh the others.
 
   Returns:
     ``(state, metrics)`` as for :func:`meta_step`; ``meta_loss`` is that of
@@ -241,6 +247,8 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
   if num_pairs < 1 or not sigma > 0:
     raise ValueError(f'es_meta_step needs num_pairs >= 1 and sigma > 0, got '
                      f'{num_pairs} and {sigma}')
+  if fitness not in ES_FITNESS:
+    raise ValueError(f'fitness must be one of {ES_FITNESS}, got {fitness!r}')
   weights = (jnp.ones(unroll_length) if loss_weights is None
              else jnp.asarray(loss_weights, jnp.float32))
   noise_key, restart_key = jax.random.split(key)
@@ -260,13 +268,34 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
       unroll_length=unroll_length, log_losses=log_losses)
   shifted = lambda sign: jax.vmap(lambda eps: evaluate(jax.tree.map(
       lambda p, e: p + sign * e, state.meta_params, eps))[0])(noise)
-  difference = _rank_diverged(shifted(1.0), shifted(-1.0))
+  plus, minus = shifted(1.0), shifted(-1.0)
+  difference = (_centred_rank_difference(plus, minus) if fitness == 'rank'
+                else _rank_diverged(plus, minus))
   grads = jax.tree.map(
       lambda e: jnp.tensordot(difference, e, axes=1) / (
           2 * sigma**2 * num_pairs), noise)
   loss, (losses, inner) = evaluate(state.meta_params)
   return _apply(state, grads, loss, losses, inner, task, restart_key,
                 optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer)
+
+
+# Fitness shapings of :func:`es_meta_step`.
+ES_FITNESS = ('difference', 'rank')
+
+
+def _centred_rank_difference(plus: Array, minus: Array) -> Array:
+  """Differences of the centred ranks of ``plus`` and ``minus`` together.
+
+  The :math:`2P` scores are ranked (a non-finite one last), each rank
+  :math:`r \\in \\{0, \\dots, 2P - 1\\}` becomes :math:`r / (2P - 1) - 1/2`,
+  and ties share the mean of their ranks.
+  """
+  scores = jnp.concatenate([plus, minus])
+  scores = jnp.where(jnp.isfinite(scores), scores, jnp.inf)
+  below = jnp.sum(scores[None, :] < scores[:, None], axis=1)
+  ties = jnp.sum(scores[None, :] == scores[:, None], axis=1)
+  centred = (below + (ties - 1) / 2) / (scores.shape[0] - 1) - 0.5
+  return centred[:plus.shape[0]] - centred[plus.shape[0]:]
 
 
 def _rank_diverged(plus: Array, minus: Array) -> Array:

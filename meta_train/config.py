@@ -40,6 +40,9 @@ class TrainConfig:
       forward unrolls, ``l2l.es_meta_step``).
     es_pairs: antithetic perturbation pairs per ES meta-step.
     es_sigma: standard deviation of the ES perturbations.
+    es_fitness: ``'difference'`` (loss differences) or ``'rank'`` (centred
+      ranks of the losses, so that every family of a mixture weighs the
+      same whatever its loss scale); see ``l2l.es_meta_step``.
     train_only: ``'all'`` meta-parameters, or ``'readout'``: only the
       nominal constants and the LSTM's read-out layer (the LSTM layers keep
       their random initial weights as fixed recurrent features), which
@@ -70,6 +73,7 @@ class TrainConfig:
   estimator: str = 'es'
   es_pairs: int = 8
   es_sigma: float = 0.03
+  es_fitness: str = 'difference'
   train_only: str = 'readout'
   design: str = 'free'
   hidden_size: int = 20
@@ -103,6 +107,9 @@ class TrainConfig:
     if self.estimator not in ESTIMATORS:
       raise ValueError(f'estimator must be one of {ESTIMATORS}, got '
                        f'{self.estimator!r}')
+    if self.es_fitness not in l2l.ES_FITNESS:
+      raise ValueError(f'es_fitness must be one of {l2l.ES_FITNESS}, got '
+                       f'{self.es_fitness!r}')
     if self.second_order and self.estimator != 'bptt':
       raise ValueError("second_order applies to estimator='bptt' only")
     for name in ('meta_lr', 'clip_norm', 'es_sigma'):

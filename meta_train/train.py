@@ -55,7 +55,8 @@ class Trainer:
         l2l.lstm_optimizer, **config.optimizer_kwargs)
     if config.estimator == 'es':
       step = functools.partial(l2l.es_meta_step, num_pairs=config.es_pairs,
-                               sigma=config.es_sigma, trainable=self.trainable)
+                               sigma=config.es_sigma, trainable=self.trainable,
+                               fitness=config.es_fitness)
     else:
       step = functools.partial(l2l.meta_step, second_order=config.second_order)
     self._step = jax.jit(functools.partial(

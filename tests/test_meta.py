@@ -183,7 +183,7 @@ def _estimate(step_fn, state, **kw):
   """The meta-gradient a step used: with sgd(1) it is old - new params."""
   new, metrics = jax.jit(functools.partial(
       step_fn, optimizer_fn=l2l.lstm_optimizer, meta_optimizer=optax.sgd(1.0),
-      unroll_length=6, log_losses=True, **kw))(state, ScaledSquare(),
+      unroll_length=6, **{'log_losses': True, **kw}))(state, ScaledSquare(),
                                                 jax.random.key(2))
   flat = lambda t: jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(t)])
   return flat(state.meta_params) - flat(new.meta_params), metrics
@@ -225,6 +225,42 @@ def test_diverged_perturbations_rank_worst(plus, minus, want):
 def test_es_step_with_every_run_diverged_is_skipped():
   got = l2l._meta._rank_diverged(jnp.full(2, jnp.nan), jnp.full(2, jnp.inf))
   assert not np.any(np.isfinite(got))
+
+
+@pytest.mark.parametrize('plus, minus, want', [
+    # Ranks 1, 3.5, 5 | 2, 3.5, 0 of 0..5, centred: r / 5 - 1/2.
+    ([1.0, 5.0, np.nan], [2.0, 5.0, 0.0], [-0.2, 0.0, 1.0]),
+    # Only the order counts.
+    ([1e3, 5e3, 3.0], [2e3, 5e3, 0.0], [-0.2, 0.0, 0.2]),
+    ([np.inf, np.nan], [np.nan, np.inf], [0.0, 0.0]),
+])
+def test_centred_rank_differences(plus, minus, want):
+  got = l2l._meta._centred_rank_difference(jnp.asarray(plus),
+                                           jnp.asarray(minus))
+  np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize('fitness, ratio', [('difference', 1e3),
+                                            ('rank', 1.0)])
+def test_rank_fitness_ignores_the_loss_scale(fitness, ratio):
+  """Scaling the loss by 1000 leaves the (scale-free) inner runs alone."""
+  state = _tiny_hyper_state(ScaledSquare())
+  scaled = state._replace(inner=state.inner._replace(
+      problem=1e3 * state.inner.problem))
+  estimate = lambda s: _estimate(l2l.es_meta_step, s, num_pairs=8,
+                                 fitness=fitness, log_losses=False)[0]
+  small, large = estimate(state), estimate(scaled)
+  assert float(jnp.linalg.norm(small)) > 0
+  np.testing.assert_allclose(large, ratio * small, rtol=1e-2,
+                             atol=1e-6 * float(jnp.max(jnp.abs(large))))
+
+
+def test_es_fitness_is_validated():
+  state = _tiny_hyper_state(ScaledSquare())
+  with pytest.raises(ValueError, match="fitness must be one of"):
+    _estimate(l2l.es_meta_step, state, num_pairs=2, fitness='ranks')
+  with pytest.raises(ValueError, match='es_fitness'):
+    config_lib.TrainConfig(es_fitness='ranks')
 
 
 @pytest.mark.parametrize('subset, moved', [
