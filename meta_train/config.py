@@ -9,7 +9,7 @@ import l2l
 
 
 ESTIMATORS = ('bptt', 'es')
-SUBSETS = ('all', 'readout')
+SUBSETS = ('all', 'readout', 'output')
 WEIGHTINGS = ('uniform', 'linear')
 
 
@@ -46,7 +46,8 @@ class TrainConfig:
     train_only: ``'all'`` meta-parameters, or ``'readout'``: only the
       nominal constants and the LSTM's read-out layer (the LSTM layers keep
       their random initial weights as fixed recurrent features), which
-      makes the ES estimate far less noisy.
+      makes the ES estimate far less noisy; or ``'output'``: the read-out
+      layer alone (the nominal constants stay as initialised).
     design: the learned optimizer's design (a key of ``l2l.DESIGNS``):
       ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` (Adam-normalised
       momenta and a nominal Adam term), ``'hyper'`` (those inputs plus a

@@ -34,10 +34,12 @@ MAX_COMPILED_STRUCTURES = 16
 
 
 def trainable_leaves(meta_params, subset: str):
-  """``subset`` 'all' marks every leaf; 'readout' the nominal and output."""
+  """``subset`` 'all' marks every leaf; 'readout' the nominal constants and
+  the output layer; 'output' the output layer only."""
   def mark(path, _):
     keys = [getattr(k, 'key', None) for k in path]
-    return subset == 'all' or 'nominal' in keys or 'output' in keys
+    return (subset == 'all' or 'output' in keys
+            or (subset == 'readout' and 'nominal' in keys))
   return jax.tree_util.tree_map_with_path(mark, meta_params)
 
 
@@ -145,15 +147,26 @@ def _save(trainer: Trainer, out_dir: str, state, step: int,
 
 
 def _restore(trainer: Trainer, out_dir: str, check_config: bool = True):
+  """Loads a checkpoint: ``(state, step, elapsed seconds)``.
+
+  The run's flags must match the checkpoint's, except ``--meta-steps``
+  (nothing in a run depends on its total length), which may extend a run
+  but not end it before the checkpoint's step.
+  """
   path = os.path.join(out_dir, CHECKPOINT)
   manifest = l2l.read_manifest(path)
-  if check_config and manifest.get('config') != dataclasses.asdict(
-      trainer.config):
+  ignore_length = lambda config: {**config, 'meta_steps': None}
+  ours = dataclasses.asdict(trainer.config)
+  if check_config and ignore_length(manifest.get('config') or {}) != (
+      ignore_length(ours)):
     raise ValueError(
         f'{path} was written by a run with config {manifest.get("config")}; '
-        f'resume with the same flags (this run has '
-        f'{dataclasses.asdict(trainer.config)})')
+        f'resume with the same flags (this run has {ours})')
   step = manifest['step']
+  if check_config and step > trainer.config.meta_steps:
+    raise ValueError(
+        f'{path} is at meta-step {step}, beyond --meta-steps '
+        f'{trainer.config.meta_steps}')
   state, _ = l2l.load_checkpoint(path, trainer.state_like(step))
   return jax.tree.map(jax.numpy.asarray, state), step, manifest['elapsed_s']
 

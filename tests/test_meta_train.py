@@ -52,6 +52,22 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, config, stop_after):
   assert log_whole == log_split
 
 
+def test_a_finished_run_can_be_extended(tmp_path):
+  """Resuming with more --meta-steps continues as one longer run would."""
+  longer = dataclasses.replace(SMALL, meta_steps=SMALL.meta_steps + 3)
+  whole = train_lib.train(longer, tmp_path / 'whole', progress=False)
+  train_lib.train(SMALL, tmp_path / 'split', progress=False)
+  extended = train_lib.train(longer, tmp_path / 'split', resume=True,
+                             progress=False)
+  a, _ = l2l.load_meta_params(whole)
+  b, manifest = l2l.load_meta_params(extended)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert manifest['meta_steps'] == longer.meta_steps
+  assert _log(tmp_path / 'whole') == _log(tmp_path / 'split')
+  with pytest.raises(ValueError, match='beyond --meta-steps'):
+    train_lib.train(SMALL, tmp_path / 'split', resume=True, progress=False)
+
+
 def test_resume_with_other_flags_is_refused(tmp_path):
   train_lib.train(SMALL, tmp_path, progress=False, stop_after=4)
   with pytest.raises(ValueError, match='resume with the same flags'):
