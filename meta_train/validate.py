@@ -7,7 +7,9 @@ two ways, neither of which touches the ``paper`` or ``heldout`` suites:
   :data:`meta_train.suite.DEV_CASES` (structures of neither suite, the
   training split, seeds from 100), the log of the candidate's mean final
   loss over tuned Adam's, clipped to [-1, 1]; the score is the mean over
-  cases (lower is better; below 0 beats tuned Adam on average). Tuned Adam is run once, in
+  cases (lower is better; below 0 beats tuned Adam on average).
+  ``--dev-first-seed 105`` scores on another set of problems, to see how
+  much of a difference between candidates is noise. Tuned Adam is run once, in
   the same call, on the same problems.
 - **training** (``--families``): on unseen problems of the meta-training
   families (evaluation seeds from ``--first-seed``), the mean log final
@@ -108,12 +110,21 @@ def main(argv=None) -> dict[str, dict[str, float]]:
                       help='horizon on the training families')
   parser.add_argument('--no-dev', dest='dev', action='store_false',
                       help='skip the development cases')
+  parser.add_argument('--dev-first-seed', type=int, default=suite.DEV_SEEDS[0],
+                      help='first of the dev cases\' evaluation seeds (at '
+                      'least 100, away from the suites\'); another seed set '
+                      'shows how much of a dev score difference is noise')
   args = parser.parse_args(argv)
+  if args.dev_first_seed < suite.DEV_SEEDS[0]:
+    parser.error(f'--dev-first-seed must be at least {suite.DEV_SEEDS[0]} '
+                 f'(the suites use seeds 0, 1, ...), got {args.dev_first_seed}')
+  dev_seeds = tuple(range(args.dev_first_seed,
+                          args.dev_first_seed + len(suite.DEV_SEEDS)))
   names = evaluate.candidate_names(args.meta_params)
   results = {name: {} for name in names}
   if args.dev:
     candidates = evaluate.load_candidates(args.meta_params)
-    for name, entry in dev_scores(candidates).items():
+    for name, entry in dev_scores(candidates, seeds=dev_seeds).items():
       results[name]['dev'] = entry
       print(f'{name}: dev score {entry["score"]:.3f} (mean clipped log loss '
             f'ratio to tuned Adam over {len(suite.DEV_CASES)} cases, median '

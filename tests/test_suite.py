@@ -343,3 +343,9 @@ def test_dev_score_of_a_secret_adam_is_its_loss_ratio_to_tuned_adam():
     assert entry['median'] == entry['q'] and entry['diverged'] == 0
     if finals[lr] > best * 1.01:
       assert entry['wins'] == 0 and entry['q'] > 0.0
+
+
+def test_validate_refuses_dev_seeds_of_the_suites(capsys):
+  with pytest.raises(SystemExit):
+    validate.main(['default', '--dev-first-seed', '4'])
+  assert '--dev-first-seed must be at least 100' in capsys.readouterr().err
