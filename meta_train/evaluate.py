@@ -199,16 +199,19 @@ def _is_default(arg: str | None) -> bool:
 
 
 def candidate_name(arg: str | None) -> str:
-  """'default' for the shipped optimizer, else the file's directory name.
+  """'default' for the shipped optimizer, else a name from the file's path.
 
-  ``runs/foo/meta_params.npz`` is called ``foo``; a string that is not a
+  ``runs/foo/meta_params.npz`` is called ``foo`` (its directory), any other
+  file ``runs/foo_50.npz`` ``foo_50`` (its stem); a string that is not a
   file (a named configuration) is its own name.
   """
   if _is_default(arg):
     return DEFAULT_CANDIDATE
   if arg.endswith('.npz') or os.path.isfile(arg):
-    parent = os.path.basename(os.path.dirname(os.path.abspath(arg)))
-    return parent or os.path.splitext(os.path.basename(arg))[0]
+    path = os.path.abspath(arg)
+    parent = os.path.basename(os.path.dirname(path))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return parent if stem == 'meta_params' and parent else stem
   return arg
 
 

@@ -78,10 +78,12 @@ def test_suite_cases_selects_and_refuses():
 def test_candidate_names():
   names = suite.candidate_names([None, 'default', 'runs/a/meta_params.npz',
                                  'other/a/meta_params.npz',
-                                 'runs/a/meta_params.npz', 'paper2016'])
+                                 'runs/a/meta_params.npz', 'paper2016',
+                                 'runs/a_50.npz', 'runs/b_50.npz'])
   assert names == {'default': 'default', 'a': 'runs/a/meta_params.npz',
                    'other/a/meta_params.npz': 'other/a/meta_params.npz',
-                   'paper2016': 'paper2016'}
+                   'paper2016': 'paper2016', 'a_50': 'runs/a_50.npz',
+                   'b_50': 'runs/b_50.npz'}
 
 
 def _entry(kind, mean, lr=None, diverged=0, **extra):
