@@ -43,12 +43,17 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, config, stop_after):
   assert not os.path.exists(tmp_path / 'split' / train_lib.META_PARAMS)
   resumed = train_lib.train(config, tmp_path / 'split', resume=True,
                             progress=False)
+  _assert_same_run(tmp_path, whole, resumed, config.meta_steps)
+
+
+def _assert_same_run(tmp_path, whole, split, meta_steps):
+  """The runs in tmp_path/whole and tmp_path/split match bit for bit."""
   a, _ = l2l.load_meta_params(whole)
-  b, manifest = l2l.load_meta_params(resumed)
+  b, manifest = l2l.load_meta_params(split)
   jax.tree.map(np.testing.assert_array_equal, a, b)
-  assert manifest['meta_steps'] == config.meta_steps
+  assert manifest['meta_steps'] == meta_steps
   log_whole, log_split = _log(tmp_path / 'whole'), _log(tmp_path / 'split')
-  assert [r['step'] for r in log_split] == list(range(config.meta_steps))
+  assert [r['step'] for r in log_split] == list(range(meta_steps))
   assert log_whole == log_split
 
 
@@ -59,11 +64,7 @@ def test_a_finished_run_can_be_extended(tmp_path):
   train_lib.train(SMALL, tmp_path / 'split', progress=False)
   extended = train_lib.train(longer, tmp_path / 'split', resume=True,
                              progress=False)
-  a, _ = l2l.load_meta_params(whole)
-  b, manifest = l2l.load_meta_params(extended)
-  jax.tree.map(np.testing.assert_array_equal, a, b)
-  assert manifest['meta_steps'] == longer.meta_steps
-  assert _log(tmp_path / 'whole') == _log(tmp_path / 'split')
+  _assert_same_run(tmp_path, whole, extended, longer.meta_steps)
   with pytest.raises(ValueError, match='beyond --meta-steps'):
     train_lib.train(SMALL, tmp_path / 'split', resume=True, progress=False)
 
