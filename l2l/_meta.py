@@ -288,13 +288,17 @@ def _centred_rank_difference(plus: Array, minus: Array) -> Array:
 
   The :math:`2P` scores are ranked (a non-finite one last), each rank
   :math:`r \\in \\{0, \\dots, 2P - 1\\}` becomes :math:`r / (2P - 1) - 1/2`,
-  and ties share the mean of their ranks.
+  and ties share the mean of their ranks. If no score is finite the
+  differences are non-finite and the step is skipped, as with
+  :func:`_rank_diverged`.
   """
   scores = jnp.concatenate([plus, minus])
-  scores = jnp.where(jnp.isfinite(scores), scores, jnp.inf)
+  finite = jnp.isfinite(scores)
+  scores = jnp.where(finite, scores, jnp.inf)
   below = jnp.sum(scores[None, :] < scores[:, None], axis=1)
   ties = jnp.sum(scores[None, :] == scores[:, None], axis=1)
   centred = (below + (ties - 1) / 2) / (scores.shape[0] - 1) - 0.5
+  centred = jnp.where(jnp.any(finite), centred, jnp.nan)
   return centred[:plus.shape[0]] - centred[plus.shape[0]:]
 
 

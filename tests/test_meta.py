@@ -232,7 +232,8 @@ def test_es_step_with_every_run_diverged_is_skipped():
     ([1.0, 5.0, np.nan], [2.0, 5.0, 0.0], [-0.2, 0.0, 1.0]),
     # Only the order counts.
     ([1e3, 5e3, 3.0], [2e3, 5e3, 0.0], [-0.2, 0.0, 0.2]),
-    ([np.inf, np.nan], [np.nan, np.inf], [0.0, 0.0]),
+    # Every run diverged: non-finite, so the step is skipped.
+    ([np.inf, np.nan], [np.nan, np.inf], [np.nan, np.nan]),
 ])
 def test_centred_rank_differences(plus, minus, want):
   got = l2l._meta._centred_rank_difference(jnp.asarray(plus),
