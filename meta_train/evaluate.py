@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 import l2l
+from meta_train import train as train_lib
 
 LR_GRID = tuple(m * 10.0**e for e in range(-4, 1) for m in (1, 3))
 BASELINES: Mapping[str, Callable[[float], optax.GradientTransformation]] = {
@@ -210,8 +211,9 @@ def candidate_name(arg: str | None) -> str:
   if arg.endswith('.npz') or os.path.isfile(arg):
     path = os.path.abspath(arg)
     parent = os.path.basename(os.path.dirname(path))
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return parent if stem == 'meta_params' and parent else stem
+    base = os.path.basename(path)
+    return (parent if base == train_lib.META_PARAMS and parent
+            else os.path.splitext(base)[0])
   return arg
 
 

@@ -52,11 +52,22 @@ def scores(meta_params_path: str, families: Sequence[str], *, num_seeds: int,
 SCORE_CLIP = 1.0
 
 
+# What a non-finite mean loss counts as, in log ratio and in the score.
+NON_FINITE_RATIO = 10.0
+
+
 def _log_ratio(loss: float, reference: float) -> float:
   """log(loss / reference); a non-finite loss counts as 10 (e^10 worse)."""
   if not math.isfinite(loss):
-    return 10.0
+    return NON_FINITE_RATIO
   return float(np.log(max(loss, 1e-30) / max(reference, 1e-30)))
+
+
+def _score_term(loss: float, reference: float) -> float:
+  """The log ratio clipped to ±SCORE_CLIP; 10 for a non-finite loss."""
+  if not math.isfinite(loss):
+    return NON_FINITE_RATIO
+  return float(np.clip(_log_ratio(loss, reference), -SCORE_CLIP, SCORE_CLIP))
 
 
 def dev_scores(candidates: Mapping[str, optax.GradientTransformation], *,
@@ -75,6 +86,7 @@ def dev_scores(candidates: Mapping[str, optax.GradientTransformation], *,
   that ended non-finite or above their initial loss.
   """
   out = {name: {'wins': 0, 'diverged': 0} for name in candidates}
+  terms = {name: [] for name in candidates}
   for case in cases:
     family = tasks.get_family(case.family, **case.kwargs)
     results = evaluate.evaluate(family, candidates, num_steps=case.num_steps,
@@ -84,14 +96,12 @@ def dev_scores(candidates: Mapping[str, optax.GradientTransformation], *,
     for name in candidates:
       entry = results['optimizers'][name]
       out[name][case.name] = _log_ratio(entry['mean_final_loss'], adam)
+      terms[name].append(_score_term(entry['mean_final_loss'], adam))
       out[name]['wins'] += int(entry['mean_final_loss'] < adam)
       out[name]['diverged'] += entry['num_diverged']
   for name in candidates:
-    ratios = np.array([out[name][c.name] for c in cases])
-    clipped = np.where(ratios >= 10.0, 10.0,
-                       np.clip(ratios, -SCORE_CLIP, SCORE_CLIP))
-    out[name]['score'] = float(np.mean(clipped))
-    out[name]['median'] = float(np.median(ratios))
+    out[name]['score'] = float(np.mean(terms[name]))
+    out[name]['median'] = float(np.median([out[name][c.name] for c in cases]))
   return out
 
 

@@ -351,3 +351,14 @@ def test_validate_refuses_dev_seeds_of_the_suites(capsys):
   with pytest.raises(SystemExit):
     validate.main(['default', '--dev-first-seed', '4'])
   assert '--dev-first-seed must be at least 100' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('loss, reference, want', [
+    (0.5, 10.0, -1.0),  # log 0.05: clipped
+    (2.0, 1.0, np.log(2.0)),
+    (1e9, 1.0, 1.0),  # finite, far worse: clipped, not counted as diverged
+    (np.nan, 1.0, validate.NON_FINITE_RATIO),
+    (np.inf, 1.0, validate.NON_FINITE_RATIO),
+])
+def test_dev_score_terms(loss, reference, want):
+  np.testing.assert_allclose(validate._score_term(loss, reference), want)

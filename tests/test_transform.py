@@ -307,26 +307,38 @@ def _hypergradient_nadam(lr, kappa, offset, grads_seq, params):
   return out
 
 
+# Gradients of 'w' keep their direction for a while, then flip, so its log
+# step offset first grows, then shrinks; those of 'b' alternate in sign from
+# the start, so its offset only shrinks.
+_REFERENCE_PARAMS = {'w': jnp.linspace(-1.0, 1.0, 7), 'b': jnp.ones((2, 3))}
+_REFERENCE_GRADS = [
+    {'w': (1.0 if i < 6 else -1.0) * (_REFERENCE_PARAMS['w'] + 0.1 * i),
+     'b': (-1.0)**i * (_REFERENCE_PARAMS['b'] + 0.1 * i)} for i in range(10)]
+
+
+def _check_against_reference(opt, want, offset_of, atol):
+  """Runs ``opt`` on the reference gradients against ``want``'s
+  ``(offsets, updates)`` per step; returns the final state and the offsets."""
+  update = jax.jit(opt.update)
+  state, offsets = opt.init(_REFERENCE_PARAMS), []
+  for grads, (want_offsets, want_updates) in zip(_REFERENCE_GRADS, want):
+    updates, state = update(grads, state)
+    got = [float(offset_of(x)) for x in jax.tree.leaves(state.scale)]
+    offsets.append(dict(zip(('b', 'w'), got)))
+    np.testing.assert_allclose(got, want_offsets, atol=1e-6)
+    for got, expected in zip(jax.tree.leaves(updates), want_updates):
+      np.testing.assert_allclose(got, expected, rtol=1e-4, atol=atol)
+  return state, offsets
+
+
 def test_fresh_hyper_design_is_hypergradient_nadam():
   opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='hyper',
                                                  nominal_lr=0.01))
-  params = {'w': jnp.linspace(-1.0, 1.0, 7), 'b': jnp.ones((2, 3))}
-  # Gradients of 'w' keep their direction for a while, then flip, so its
-  # log step offset first grows, then shrinks; those of 'b' alternate in
-  # sign from the start, so its offset only shrinks.
-  grads_seq = [{'w': (1.0 if i < 6 else -1.0) * (params['w'] + 0.1 * i),
-                'b': (-1.0)**i * (params['b'] + 0.1 * i)} for i in range(10)]
-  want = _hypergradient_nadam(0.01, 0.05, -0.03, grads_seq, params)
-  state, scales = opt.init(params), []
-  for grads, (want_scale, want_updates) in zip(grads_seq, want):
-    updates, state = jax.jit(opt.update)(grads, state)
-    got_scale = [float(x) for x in jax.tree.leaves(state.scale)]
-    scales.append(dict(zip(('b', 'w'), got_scale)))
-    np.testing.assert_allclose(got_scale, want_scale, atol=1e-6)
-    for got, expected in zip(jax.tree.leaves(updates), want_updates):
-      np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-9)
-  assert scales[5]['w'] > 0.2 and scales[-1]['w'] < scales[5]['w']
-  assert scales[-1]['b'] < -0.3
+  want = _hypergradient_nadam(0.01, 0.05, -0.03, _REFERENCE_GRADS,
+                              _REFERENCE_PARAMS)
+  state, offsets = _check_against_reference(opt, want, lambda x: x, 1e-9)
+  assert offsets[5]['w'] > 0.2 and offsets[-1]['w'] < offsets[5]['w']
+  assert offsets[-1]['b'] < -0.3
   assert len(state.moments) == 5
 
 
@@ -359,18 +371,9 @@ def _hypergradient_schedule_free(lr, kappa, offset, beta, grads_seq, params):
 def test_fresh_free_design_is_hypergradient_schedule_free_adam():
   opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='free',
                                                  nominal_lr=0.1))
-  params = {'w': jnp.linspace(-1.0, 1.0, 7), 'b': jnp.ones((2, 3))}
-  grads_seq = [{'w': (1.0 if i < 6 else -1.0) * (params['w'] + 0.1 * i),
-                'b': (-1.0)**i * (params['b'] + 0.1 * i)} for i in range(10)]
-  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, grads_seq,
-                                      params)
-  state = opt.init(params)
-  for grads, (want_scale, want_updates) in zip(grads_seq, want):
-    updates, state = jax.jit(opt.update)(grads, state)
-    got_scale = [float(x[0]) for x in jax.tree.leaves(state.scale)]
-    np.testing.assert_allclose(got_scale, want_scale, atol=1e-6)
-    for got, expected in zip(jax.tree.leaves(updates), want_updates):
-      np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, _REFERENCE_GRADS,
+                                      _REFERENCE_PARAMS)
+  state, _ = _check_against_reference(opt, want, lambda x: x[0], 1e-7)
   assert len(state.moments) == 6
   assert state.scale['w'].shape == (2,)
 
