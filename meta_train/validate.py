@@ -8,9 +8,11 @@ two ways, neither of which touches the ``paper`` or ``heldout`` suites:
   training split, seeds from 100), the log of the candidate's mean final
   loss over tuned Adam's, clipped to [-1, 1]; the score is the mean over
   cases (lower is better; below 0 beats tuned Adam on average).
-  ``--dev-first-seed 105`` scores on another set of problems, to see how
-  much of a difference between candidates is noise. Tuned Adam is run once, in
-  the same call, on the same problems.
+  ``--dev-seeds`` problems per case (default 10: with 5, a candidate's
+  score moved by up to 0.2 between two seed sets, as much as the differences
+  between candidates); ``--dev-first-seed 110`` scores on another set of
+  problems, to see how much of a difference is noise. Tuned Adam is run once,
+  in the same call, on the same problems.
 - **training** (``--families``): on unseen problems of the meta-training
   families (evaluation seeds from ``--first-seed``), the mean log final
   training loss per family, summed.
@@ -46,6 +48,11 @@ def scores(meta_params_path: str, families: Sequence[str], *, num_seeds: int,
                        for seed in range(first_seed, first_seed + num_seeds)])
     result[name] = float(np.mean(np.log(np.maximum(finals, 1e-30))))
   return result
+
+
+# Problems per development case in ``main``: with 5 (``suite.DEV_SEEDS``),
+# seed noise in the score was as large as the differences between candidates.
+DEV_NUM_SEEDS = 10
 
 
 # Bound on one case's log loss ratio in the dev score (a factor of e).
@@ -120,6 +127,8 @@ def main(argv=None) -> dict[str, dict[str, float]]:
                       help='horizon on the training families')
   parser.add_argument('--no-dev', dest='dev', action='store_false',
                       help='skip the development cases')
+  parser.add_argument('--dev-seeds', type=int, default=DEV_NUM_SEEDS,
+                      help='evaluation problems per development case')
   parser.add_argument('--dev-first-seed', type=int, default=suite.DEV_SEEDS[0],
                       help='first of the dev cases\' evaluation seeds (at '
                       'least 100, away from the suites\'); another seed set '
@@ -128,8 +137,10 @@ def main(argv=None) -> dict[str, dict[str, float]]:
   if args.dev_first_seed < suite.DEV_SEEDS[0]:
     parser.error(f'--dev-first-seed must be at least {suite.DEV_SEEDS[0]} '
                  f'(the suites use seeds 0, 1, ...), got {args.dev_first_seed}')
+  if args.dev_seeds < 1:
+    parser.error(f'--dev-seeds must be at least 1, got {args.dev_seeds}')
   dev_seeds = tuple(range(args.dev_first_seed,
-                          args.dev_first_seed + len(suite.DEV_SEEDS)))
+                          args.dev_first_seed + args.dev_seeds))
   names = evaluate.candidate_names(args.meta_params)
   results = {name: {} for name in names}
   if args.dev:
@@ -137,7 +148,8 @@ def main(argv=None) -> dict[str, dict[str, float]]:
     for name, entry in dev_scores(candidates, seeds=dev_seeds).items():
       results[name]['dev'] = entry
       print(f'{name}: dev score {entry["score"]:.3f} (mean clipped log loss '
-            f'ratio to tuned Adam over {len(suite.DEV_CASES)} cases, median '
+            f'ratio to tuned Adam over {len(suite.DEV_CASES)} cases x '
+            f'{len(dev_seeds)} seeds, median '
             f'{entry["median"]:.3f}), beats Adam on '
             f'{entry["wins"]}, {entry["diverged"]} runs diverged', flush=True)
   for name, path in names.items():

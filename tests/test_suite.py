@@ -347,10 +347,34 @@ def test_dev_score_of_a_secret_adam_is_its_loss_ratio_to_tuned_adam():
       assert entry['wins'] == 0 and entry['q'] > 0.0
 
 
-def test_validate_refuses_dev_seeds_of_the_suites(capsys):
+@pytest.mark.parametrize('flags, message', [
+    (['--dev-first-seed', '4'], '--dev-first-seed must be at least 100'),
+    (['--dev-seeds', '0'], '--dev-seeds must be at least 1, got 0'),
+])
+def test_validate_refuses_bad_dev_seeds(flags, message, capsys):
   with pytest.raises(SystemExit):
-    validate.main(['default', '--dev-first-seed', '4'])
-  assert '--dev-first-seed must be at least 100' in capsys.readouterr().err
+    validate.main(['default', *flags])
+  assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('flags, want', [
+    ([], tuple(range(100, 100 + validate.DEV_NUM_SEEDS))),
+    (['--dev-seeds', '3'], (100, 101, 102)),
+    (['--dev-seeds', '2', '--dev-first-seed', '110'], (110, 111)),
+])
+def test_validate_scores_the_requested_dev_seeds(flags, want, monkeypatch,
+                                                 capsys):
+  seen = []
+
+  def fake_dev_scores(candidates, seeds):
+    seen.append(tuple(seeds))
+    return {name: {'score': 0.0, 'median': 0.0, 'wins': 0, 'diverged': 0}
+            for name in candidates}
+
+  monkeypatch.setattr(validate, 'dev_scores', fake_dev_scores)
+  validate.main(['default', *flags])
+  assert seen == [want]
+  assert f'x {len(want)} seeds' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('loss, reference, want', [
