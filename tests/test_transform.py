@@ -348,19 +348,20 @@ def _hypergradient_schedule_free(lr, kappa, offset, beta, grads_seq, params):
   z, x = [a.copy() for a in y], [a.copy() for a in y]
   v = [np.zeros_like(a) for a in y]
   h = [np.zeros_like(a) for a in y]
-  s, total, out = [0.0] * len(y), [0.0] * len(y), []
+  s, total, peak, out = [0.0] * len(y), [0.0] * len(y), [0.0] * len(y), []
   for t, grads in enumerate(grads_seq, start=1):
     g = [np.asarray(a, np.float64) for a in jax.tree.leaves(grads)]
     s = _moved_offsets(s, t, g, h, kappa, offset)
-    v = [0.999 * a + 0.001 * b * b for a, b in zip(v, g)]
-    d = [b / (np.sqrt(c / (1 - 0.999**t)) + 1e-8) for b, c in zip(g, v)]
+    v = [0.99 * a + 0.01 * b * b for a, b in zip(v, g)]
+    d = [b / (np.sqrt(c / (1 - 0.99**t)) + 1e-8) for b, c in zip(g, v)]
     h = [0.9 * a + 0.1 * b for a, b in zip(h, d)]
     updates = []
     for k in range(len(y)):
       step = lr * np.exp(s[k])
-      total[k] += step**2
+      peak[k] = max(peak[k], step)  # weights: the largest step so far
+      total[k] += peak[k]**2
       z[k] = z[k] - step * d[k]
-      x[k] = x[k] + step**2 / total[k] * (z[k] - x[k])
+      x[k] = x[k] + peak[k]**2 / total[k] * (z[k] - x[k])
       new_y = (1 - beta) * z[k] + beta * x[k]
       updates.append(new_y - y[k])
       y[k] = new_y
@@ -373,9 +374,11 @@ def test_fresh_free_design_is_hypergradient_schedule_free_adam():
                                                  nominal_lr=0.1))
   want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, _REFERENCE_GRADS,
                                       _REFERENCE_PARAMS)
-  state, _ = _check_against_reference(opt, want, lambda x: x[0], 1e-7)
+  state, offsets = _check_against_reference(opt, want, lambda x: x[0], 1e-7)
   assert len(state.moments) == 6
-  assert state.scale['w'].shape == (2,)
+  assert state.scale['w'].shape == (3,)
+  # 'b's step shrinks below its first, so the peak weighting is exercised.
+  assert offsets[-1]['b'] < offsets[0]['b'] - 0.1
 
 
 def test_averaged_params_of_a_fresh_free_design():
