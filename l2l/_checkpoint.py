@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from typing import Any
 
@@ -28,6 +29,18 @@ _MANIFEST = 'manifest.json'
 
 class CheckpointError(ValueError):
   """A checkpoint file is missing, corrupt, truncated or incompatible."""
+
+
+# l2l 0.2.0 changed the free design's rule (second moment decay 0.99, not
+# 0.999; average weighted by the largest step so far, not the current one).
+FREE_RULE_VERSION = (0, 2, 0)
+
+
+def _version(text) -> tuple[int, ...]:
+  try:
+    return tuple(int(part) for part in str(text).split('.')[:3])
+  except ValueError:
+    return ()
 
 
 def _is_key(x) -> bool:
@@ -199,4 +212,13 @@ def load_meta_params(path: str | os.PathLike) -> tuple[Any, dict]:
     raise CheckpointError(
         f'{os.fspath(path)}: incompatible architecture {config}: {e}') from e
   meta_params, manifest = load_checkpoint(path, like)
+  saved_by = manifest.get('l2l_version')
+  if (config.get('design') == 'free'
+      and _version(saved_by) < FREE_RULE_VERSION):
+    warnings.warn(
+        f'{os.fspath(path)}: free-design meta-params saved by l2l '
+        f'{saved_by}, whose free rule differs from this one (since 0.2.0 the '
+        'second moment decays at 0.99 and the schedule-free average weighs '
+        'iterates by the largest step so far); they will run under the new '
+        'rule', stacklevel=2)
   return jax.tree.map(jax.numpy.asarray, meta_params), manifest

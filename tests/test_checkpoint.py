@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import warnings
 import zipfile
 
 import jax
@@ -153,3 +154,25 @@ def test_shipped_configurations_load_with_manifest(name):
                   'num_layers': manifest['config']['num_layers']}
   for field in ('command', 'seed', 'meta_steps', 'task_family', 'wall_time_s'):
     assert field in manifest
+
+
+@pytest.mark.parametrize('design, saved_by, warns', [
+    ('free', '0.1.0', True),  # the free rule changed in 0.2.0
+    ('free', 'unknown', True),
+    ('free', l2l.__version__, False),
+    ('free', '0.10.0', False),
+    ('hyper', '0.1.0', False),
+])
+def test_free_meta_params_of_an_older_rule_warn_on_load(
+    tmp_path, monkeypatch, design, saved_by, warns):
+  path = tmp_path / 'm.npz'
+  monkeypatch.setattr(l2l, '__version__', saved_by)
+  l2l.save_meta_params(path, l2l.init_meta_params(jax.random.key(0),
+                                                  design=design),
+                       config={'design': design})
+  monkeypatch.undo()
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    l2l.load_meta_params(path)
+  messages = [str(w.message) for w in caught]
+  assert any(f'saved by l2l {saved_by}' in m for m in messages) == warns
