@@ -11,7 +11,7 @@ never draws (a three-word seed sequence; training uses two words).
 import json
 import math
 import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +45,29 @@ def _record_every(num_steps: int, max_points: int = 200) -> int:
   return every
 
 
+class AtAverage(NamedTuple):
+  """A ``free`` design optimizer judged at its schedule-free average ``x``.
+
+  Its losses are taken at ``l2l.averaged_params(params, state,
+  meta_params)`` (what schedule-free methods export) instead of at the
+  params ``y`` that training follows. Spelled ``NAME@x`` on command lines.
+  """
+  optimizer: optax.GradientTransformation
+  meta_params: Any
+
+
+AVERAGE_SUFFIX = '@x'
+
+
+def _judged(candidate):
+  """``(optimizer, judge)``: ``judge(params, state)`` gives the params whose
+  loss is recorded (the params themselves, or the average of AtAverage)."""
+  if isinstance(candidate, AtAverage):
+    return candidate.optimizer, lambda params, state: l2l.averaged_params(
+        params, state, candidate.meta_params)
+  return candidate, lambda params, state: params
+
+
 def _start(task, optimizer: optax.GradientTransformation, key: jax.Array):
   """The problem, the initial ``(params, opt_state)`` and the scan step of
   one training run (minibatch ``i`` drawn from ``fold_in(key, i)``)."""
@@ -71,21 +94,23 @@ def train(task, optimizer: optax.GradientTransformation, key: jax.Array,
   return problem, params, opt_state
 
 
-def trajectory(task, optimizer: optax.GradientTransformation, key: jax.Array,
-               num_steps: int) -> jax.Array:
+def trajectory(task, optimizer, key: jax.Array, num_steps: int) -> jax.Array:
   """Trains one problem; returns full losses at steps ``0, e, 2e, ..., T``.
 
   The recording interval ``e`` divides ``num_steps`` (at most ~200 points).
+  ``optimizer`` is an optax transform or an :class:`AtAverage`.
   """
+  optimizer, judge = _judged(optimizer)
   every = _record_every(num_steps)
   problem, carry, step = _start(task, optimizer, key)
+  loss = lambda carry: task.full_loss(judge(*carry), problem)
 
   def record(carry, chunk):
     carry, _ = jax.lax.scan(step, carry, chunk * every + jnp.arange(every))
-    return carry, task.full_loss(carry[0], problem)
+    return carry, loss(carry)
 
   _, losses = jax.lax.scan(record, carry, jnp.arange(num_steps // every))
-  return jnp.concatenate([task.full_loss(carry[0], problem)[None], losses])
+  return jnp.concatenate([loss(carry)[None], losses])
 
 
 def _run_grid(make, task, key, num_steps, lr_grid) -> np.ndarray:
@@ -204,8 +229,11 @@ def candidate_name(arg: str | None) -> str:
 
   ``runs/foo/meta_params.npz`` is called ``foo`` (its directory), any other
   file ``runs/foo_50.npz`` ``foo_50`` (its stem); a string that is not a
-  file (a named configuration) is its own name.
+  file (a named configuration) is its own name. ``ARG@x`` (judged at the
+  average, :class:`AtAverage`) is ``ARG``'s name followed by ``@x``.
   """
+  if arg is not None and arg.endswith(AVERAGE_SUFFIX):
+    return candidate_name(arg[:-len(AVERAGE_SUFFIX)]) + AVERAGE_SUFFIX
   if _is_default(arg):
     return DEFAULT_CANDIDATE
   if arg.endswith('.npz') or os.path.isfile(arg):
@@ -232,15 +260,31 @@ def candidate_names(args: Sequence[str | None]) -> dict[str, str]:
   return names
 
 
+def _load_candidate(arg: str | None):
+  if arg is None or not arg.endswith(AVERAGE_SUFFIX):
+    return l2l.lstm_optimizer(None if _is_default(arg) else arg)
+  base = arg[:-len(AVERAGE_SUFFIX)]
+  base = None if _is_default(base) else base
+  optimizer, probe = l2l.lstm_optimizer(base), jnp.zeros(1)
+  try:
+    l2l.averaged_params(probe, optimizer.init(probe), base)
+  except ValueError as e:
+    raise ValueError(f'{arg}: cannot be judged at its average: {e}') from e
+  return AtAverage(optimizer, base)
+
+
 def load_candidates(args: Sequence[str | None]) -> dict[str, Any]:
   """Builds ``{name: optimizer}`` with :func:`l2l.lstm_optimizer`.
 
   Args:
     args: Paths of meta-params files, named configurations, or ``None`` /
-      ``'default'`` for the shipped default.
+      ``'default'`` for the shipped default; with ``@x`` appended, a free
+      design judged at its schedule-free average (:class:`AtAverage`).
+
+  Raises:
+    ValueError: ``@x`` on an optimizer that is not of the free design.
   """
-  return {name: l2l.lstm_optimizer() if _is_default(arg)
-          else l2l.lstm_optimizer(arg)
+  return {name: _load_candidate(arg)
           for name, arg in candidate_names(args).items()}
 
 

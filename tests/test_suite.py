@@ -79,11 +79,34 @@ def test_candidate_names():
   names = suite.candidate_names([None, 'default', 'runs/a/meta_params.npz',
                                  'other/a/meta_params.npz',
                                  'runs/a/meta_params.npz', 'paper2016',
-                                 'runs/a_50.npz', 'runs/b_50.npz'])
+                                 'runs/a_50.npz', 'runs/b_50.npz',
+                                 'default@x', 'runs/a/meta_params.npz@x'])
   assert names == {'default': 'default', 'a': 'runs/a/meta_params.npz',
                    'other/a/meta_params.npz': 'other/a/meta_params.npz',
                    'paper2016': 'paper2016', 'a_50': 'runs/a_50.npz',
-                   'b_50': 'runs/b_50.npz'}
+                   'b_50': 'runs/b_50.npz', 'default@x': 'default@x',
+                   'a@x': 'runs/a/meta_params.npz@x'}
+
+
+def test_a_candidate_at_its_average_is_judged_at_averaged_params():
+  """default@x records the loss at l2l.averaged_params; default at y."""
+  candidates = evaluate.load_candidates(['default', 'default@x'])
+  assert isinstance(candidates['default@x'], evaluate.AtAverage)
+  task, key = evaluate.eval_problem(tasks.get_family('quadratic'), 2)
+  problem, params, state = evaluate.train(task, l2l.lstm_optimizer(), key, 9)
+  at_y = evaluate.trajectory(task, candidates['default'], key, 9)
+  at_x = evaluate.trajectory(task, candidates['default@x'], key, 9)
+  np.testing.assert_allclose(at_y[-1], task.full_loss(params, problem),
+                             rtol=1e-5)
+  np.testing.assert_allclose(
+      at_x[-1], task.full_loss(l2l.averaged_params(params, state), problem),
+      rtol=1e-5)
+  assert at_x[0] == at_y[0] and abs(at_x[-1] - at_y[-1]) > 1e-3
+
+
+def test_only_free_designs_are_judged_at_their_average():
+  with pytest.raises(ValueError, match='paper2016@x: cannot be judged'):
+    evaluate.load_candidates(['paper2016@x'])
 
 
 def _entry(kind, mean, lr=None, diverged=0, **extra):
