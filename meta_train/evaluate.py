@@ -260,7 +260,8 @@ def candidate_names(args: Sequence[str | None]) -> dict[str, str]:
   return names
 
 
-def _load_candidate(arg: str | None):
+def load_candidate(arg: str | None):
+  """One ``--candidates`` argument as :func:`load_candidates` builds it."""
   if arg is None or not arg.endswith(AVERAGE_SUFFIX):
     return l2l.lstm_optimizer(None if _is_default(arg) else arg)
   base = arg[:-len(AVERAGE_SUFFIX)]
@@ -284,7 +285,7 @@ def load_candidates(args: Sequence[str | None]) -> dict[str, Any]:
   Raises:
     ValueError: ``@x`` on an optimizer that is not of the free design.
   """
-  return {name: _load_candidate(arg)
+  return {name: load_candidate(arg)
           for name, arg in candidate_names(args).items()}
 
 

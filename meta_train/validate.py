@@ -29,7 +29,6 @@ import jax
 import numpy as np
 import optax
 
-import l2l
 import tasks
 from meta_train import evaluate
 from meta_train import suite
@@ -37,8 +36,11 @@ from meta_train import suite
 
 def scores(meta_params_path: str, families: Sequence[str], *, num_seeds: int,
            first_seed: int, num_steps: int) -> dict[str, float]:
-  """Family name -> mean log final full loss over the validation problems."""
-  optimizer = l2l.lstm_optimizer(meta_params_path)
+  """Family name -> mean log final full loss over the validation problems.
+
+  ``meta_params_path`` is a ``--candidates`` argument (``NAME@x`` too).
+  """
+  optimizer = evaluate.load_candidate(meta_params_path)
   run = jax.jit(lambda task, key: evaluate.trajectory(
       task, optimizer, key, num_steps)[-1])
   result = {}

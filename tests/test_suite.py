@@ -328,17 +328,19 @@ def _final_quadratic_loss(optimizer, seed, num_steps):
   return evaluate.trajectory(task, optimizer, key, num_steps)[-1]
 
 
-def test_validation_scores_the_training_families(tmp_path, capsys):
-  path = tmp_path / 'm.npz'
-  l2l.save_meta_params(path, l2l.init_meta_params(jax.random.key(0),
-                                                  design='hyper'),
-                       config={'design': 'hyper'})
-  results = validate.main([str(path), '--no-dev', '--families', 'quadratic',
+@pytest.mark.parametrize('candidate', ['saved', 'default@x'])
+def test_validation_scores_the_training_families(candidate, tmp_path, capsys):
+  if candidate == 'saved':
+    candidate = str(tmp_path / 'm.npz')
+    l2l.save_meta_params(candidate, l2l.init_meta_params(jax.random.key(0),
+                                                         design='hyper'),
+                         config={'design': 'hyper'})
+  results = validate.main([candidate, '--no-dev', '--families', 'quadratic',
                            '--seeds', '2', '--steps', '5'])
-  optimizer = l2l.lstm_optimizer(str(path))
+  optimizer = evaluate.load_candidate(candidate)
   want = np.mean([np.log(float(_final_quadratic_loss(optimizer, s, 5)))
                   for s in (1000, 1001)])
-  got = results[evaluate.candidate_name(str(path))]['training']['quadratic']
+  got = results[evaluate.candidate_name(candidate)]['training']['quadratic']
   np.testing.assert_allclose(got, want, rtol=1e-5)
   assert 'training quadratic' in capsys.readouterr().out
 
