@@ -34,6 +34,9 @@ class CheckpointError(ValueError):
 # l2l 0.2.0 changed the free design's rule (second moment decay 0.99, not
 # 0.999; average weighted by the largest step so far, not the current one).
 FREE_RULE_VERSION = (0, 2, 0)
+# l2l 0.3.0 added the free design's average growth rate; free meta-params
+# saved without it load with the rate 0, the rule they were saved under.
+_AVERAGE_GROWTH = "['nominal']['average_growth']"
 
 
 def _version(text) -> tuple[int, ...]:
@@ -211,10 +214,16 @@ def load_meta_params(path: str | os.PathLike) -> tuple[Any, dict]:
   except (TypeError, ValueError) as e:
     raise CheckpointError(
         f'{os.fspath(path)}: incompatible architecture {config}: {e}') from e
-  meta_params, manifest = load_checkpoint(path, like)
   saved_by = manifest.get('l2l_version')
-  if (config.get('design') == 'free'
-      and _version(saved_by) < FREE_RULE_VERSION):
+  free = config.get('design') == 'free'
+  without_growth = free and _AVERAGE_GROWTH not in manifest.get('leaves', {})
+  if without_growth:
+    like['nominal'] = {k: v for k, v in like['nominal'].items()
+                       if k != 'average_growth'}
+  meta_params, manifest = load_checkpoint(path, like)
+  if without_growth:
+    meta_params['nominal']['average_growth'] = np.float32(0.0)
+  if free and _version(saved_by) < FREE_RULE_VERSION:
     warnings.warn(
         f'{os.fspath(path)}: free-design meta-params saved by l2l '
         f'{saved_by}, whose free rule differs from this one (since 0.2.0 the '

@@ -110,7 +110,7 @@ def init_meta_params(
     ``{'nominal': {'log_lr': ...}}`` for the adaptive design and
     ``{'nominal': {'log_lr', 'log_kappa', 'offset'}}`` for the hyper one
     (hypergradient rate 0.05, offset -0.03) and those plus
-    ``'interpolation'`` (0.9) for the free one.
+    ``'interpolation'`` (0.9) and ``'average_growth'`` (1) for the free one.
   """
   if design not in DESIGNS:
     raise ValueError(f'unknown design {design!r}; choose from {sorted(DESIGNS)}')
@@ -130,7 +130,8 @@ def init_meta_params(
     meta_params['nominal'].update(log_kappa=jnp.log(jnp.float32(0.05)),
                                   offset=jnp.float32(-0.03))
   if design == 'free':
-    meta_params['nominal']['interpolation'] = jnp.float32(0.9)
+    meta_params['nominal'].update(interpolation=jnp.float32(0.9),
+                                  average_growth=jnp.float32(1.0))
   return meta_params
 
 

@@ -136,12 +136,20 @@ def _tensor_cosines(a: Array, b: Array, sizes) -> Array:
 REFERENCE_DECAY = 0.9
 MAX_INTERPOLATION = 0.99
 FREE_SECOND_MOMENT_DECAY = 0.99
+# Cosine above which the free design's average discounts its older iterates
+# (chosen on the dev cases, with the growth rate's default 1).
+AVERAGE_THRESHOLD = 0.5
 
 
 def interpolation(meta_params) -> Array:
   """The free design's :math:`\beta`, clipped to ``[0, MAX_INTERPOLATION]``."""
   return jnp.clip(meta_params['nominal']['interpolation'], 0.0,
                   MAX_INTERPOLATION)
+
+
+def average_growth(meta_params) -> Array:
+  r"""The free design's :math:`\lambda`, clipped at 0."""
+  return jnp.maximum(meta_params['nominal']['average_growth'], 0.0)
 
 
 def _step_offsets(meta_params, g, reference, count, offsets, sizes):
@@ -230,21 +238,28 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
     \delta &= \exp(\log\eta + s_k + 3 \tanh a)\, d, \qquad
     z \leftarrow z - \delta, \qquad h \leftarrow 0.9 h + 0.1 d \\
     \gamma_k &\leftarrow \max(\gamma_k, \eta e^{s_k}), \quad
-    w_k = \gamma_k^2, \quad W_k \leftarrow W_k + w_k, \quad
+    w_k = \gamma_k^2, \quad
+    W_k \leftarrow e^{-\lambda \max(c_k - 1/2,\ 0)}\, W_k + w_k, \quad
     x \leftarrow x + (w_k / W_k)(z - x)
 
   with :math:`\hat v` decaying at 0.99. The averaging weight is the square
   of the largest step so far (as ``optax.contrib.schedule_free_adamw``
   weighs by the largest learning rate after warmup), so that iterates
   keep their weight when the hypergradient shrinks the step late in
-  training. Only :math:`e = z - x` is stored (it starts at 0), so the update
+  training. While a tensor's gradient agrees with its past directions
+  (:math:`c_k > 1/2`: the iterates are still travelling, as on a
+  noise-free problem far from its minimum) the weight of its older iterates
+  decays at rate :math:`\lambda`, so that :math:`x` follows :math:`z`
+  instead of lagging behind it; under gradient noise :math:`c_k` stays
+  near 0 and the average is schedule-free's. Only :math:`e = z - x` is stored (it starts at 0), so the update
   :math:`u = y_{t+1} - y_t` is
   :math:`-(1 - \beta)\delta + \beta (w_k/W_k)(e - \delta)` and
   :math:`e \leftarrow (1 - w_k/W_k)(e - \delta)`. ``scale`` holds
   :math:`(s_k, W_k, \gamma_k)` per tensor. :math:`\eta`, :math:`\kappa`,
-  :math:`c_0` and :math:`\beta` are meta-learned with the LSTM. With a zero
-  read-out the rule is this hypergradient schedule-free Adam (with a frozen
-  step, ``optax.contrib.schedule_free_adamw`` without weight decay and with
+  :math:`c_0`, :math:`\beta` and :math:`\lambda` are meta-learned with the
+  LSTM. With a zero read-out the rule is this hypergradient schedule-free
+  Adam (with a frozen step and :math:`\lambda = 0`,
+  ``optax.contrib.schedule_free_adamw`` without weight decay and with
   :math:`\beta_2 = 0.99`).
   """
   del preprocess_p
@@ -266,7 +281,9 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
                  + MAX_LOG_STEP * jnp.tanh(out[:, 0])) * direction
   peak = jnp.maximum(scale[:, 2], jnp.exp(nominal['log_lr'] + offsets))
   weight = jnp.square(peak)
-  total = scale[:, 1] + weight
+  discount = jnp.exp(-average_growth(meta_params)
+                     * jnp.maximum(cosine - AVERAGE_THRESHOLD, 0.0))
+  total = discount * scale[:, 1] + weight
   mix = _per_coordinate(weight / total, sizes)
   beta = interpolation(meta_params)
   update = -(1 - beta) * step + beta * mix * (gap - step)

@@ -13,7 +13,9 @@ optimizer with a part switched off:
 - ``no_direction``: the per-coordinate direction correction off.
 - ``no_hypergradient`` (hyper and free): the per-tensor step offsets frozen
   at 0.
-- ``nadam_only`` (hyper) and ``schedule_free_only`` (free): both of the
+- ``no_average_growth`` (free): the average's growth rate at 0, so that the
+  schedule-free average never discounts its older iterates.
+- ``nadam_only`` (hyper) and ``schedule_free_only`` (free): all of the
   above, i.e. NAdam or schedule-free Adam at the meta-learned learning rate.
 
 Evaluate them with ``python -m meta_train.suite --candidates ...``.
@@ -27,10 +29,15 @@ import jax.numpy as jnp
 import l2l
 
 # variant -> (read-out columns switched off (0: step factor, 1: direction),
-# whether the hypergradient step offset is frozen).
-VARIANTS = {'nominal_only': ((0, 1), False), 'no_step_factor': ((0,), False),
-            'no_direction': ((1,), False), 'no_hypergradient': ((), True),
-            'nadam_only': ((0, 1), True), 'schedule_free_only': ((0, 1), True)}
+# whether the hypergradient step offset is frozen, whether the free design's
+# average growth is switched off).
+VARIANTS = {'nominal_only': ((0, 1), False, False),
+            'no_step_factor': ((0,), False, False),
+            'no_direction': ((1,), False, False),
+            'no_hypergradient': ((), True, False),
+            'no_average_growth': ((), False, True),
+            'nadam_only': ((0, 1), True, False),
+            'schedule_free_only': ((0, 1), True, True)}
 _ONLY = {'hyper': 'nadam_only', 'free': 'schedule_free_only'}
 # log kappa that makes exp(log kappa) exactly 0 in float32.
 _FROZEN_LOG_KAPPA = -1e4
@@ -38,16 +45,20 @@ _FROZEN_LOG_KAPPA = -1e4
 
 def variants(design: str) -> list[str]:
   """The ablation variants that apply to ``design``."""
-  if design in _ONLY:
-    return [name for name in VARIANTS
-            if name not in _ONLY.values() or name == _ONLY[design]]
-  if design == 'adaptive':
-    return [name for name, (_, freeze) in VARIANTS.items() if not freeze]
-  raise ValueError(f'ablations apply to the adaptive, hyper and free '
-                   f'designs, not {design!r}')
+  if design not in (*_ONLY, 'adaptive'):
+    raise ValueError(f'ablations apply to the adaptive, hyper and free '
+                     f'designs, not {design!r}')
+  def applies(name):
+    _, freeze, fixed_average = VARIANTS[name]
+    if name in _ONLY.values():
+      return name == _ONLY.get(design)
+    return ((design != 'adaptive' or not freeze)
+            and (design == 'free' or not fixed_average))
+  return [name for name in VARIANTS if applies(name)]
 
 
-def ablate(meta_params, columns, freeze_scale: bool = False) -> dict:
+def ablate(meta_params, columns, freeze_scale: bool = False,
+           fixed_average: bool = False) -> dict:
   """Returns ``meta_params`` with the read-out ``columns`` set to zero.
 
   Args:
@@ -55,9 +66,11 @@ def ablate(meta_params, columns, freeze_scale: bool = False) -> dict:
     columns: read-out columns to zero (0: step factor, 1: direction).
     freeze_scale: also freeze the hyper or free design's per-tensor log
       step offsets at 0 (hypergradient rate exactly 0).
+    fixed_average: also set the free design's average growth rate to 0.
   """
   design = l2l.architecture(meta_params)['design']
-  if design == 'paper' or (freeze_scale and design not in _ONLY):
+  if (design == 'paper' or (freeze_scale and design not in _ONLY)
+      or (fixed_average and design != 'free')):
     raise ValueError(f'this ablation does not apply to the {design} design')
   output = dict(meta_params['params']['output'])
   mask = jnp.ones(output['bias'].shape)
@@ -69,6 +82,9 @@ def ablate(meta_params, columns, freeze_scale: bool = False) -> dict:
   if freeze_scale:
     ablated['nominal'] = {**meta_params['nominal'],
                           'log_kappa': jnp.float32(_FROZEN_LOG_KAPPA)}
+  if fixed_average:
+    ablated['nominal'] = {**ablated['nominal'],
+                          'average_growth': jnp.float32(0.0)}
   return ablated
 
 

@@ -302,12 +302,42 @@ def test_hyper_ablations(variant, zero_readout, moves_scale):
   assert (float(state.scale['w']) != 0.0) == moves_scale
 
 
+@pytest.mark.parametrize('design, variants', [
+    ('adaptive', ['nominal_only', 'no_step_factor', 'no_direction']),
+    ('hyper', ['nominal_only', 'no_step_factor', 'no_direction',
+               'no_hypergradient', 'nadam_only']),
+    ('free', ['nominal_only', 'no_step_factor', 'no_direction',
+              'no_hypergradient', 'no_average_growth', 'schedule_free_only']),
+])
+def test_ablation_variants_per_design(design, variants):
+  assert ablate.variants(design) == variants
+
+
+def test_ablation_no_average_growth_keeps_every_other_part():
+  meta_params = l2l.init_meta_params(jax.random.key(0), design='free')
+  ablated = ablate.ablate(meta_params, *ablate.VARIANTS['no_average_growth'])
+  assert float(ablated['nominal']['average_growth']) == 0.0
+  assert float(meta_params['nominal']['average_growth']) == 1.0
+  chex.assert_trees_all_equal(
+      {**ablated, 'nominal': {**ablated['nominal'], 'average_growth': 1.0}},
+      {**meta_params, 'nominal': {**meta_params['nominal'],
+                                  'average_growth': 1.0}})
+
+
+@pytest.mark.parametrize('design, kwargs', [
+    ('paper', {}),
+    ('adaptive', dict(freeze_scale=True)),
+    ('hyper', dict(fixed_average=True)),
+])
+def test_ablations_that_do_not_apply_are_refused(design, kwargs):
+  with pytest.raises(ValueError, match='does not apply'):
+    ablate.ablate(l2l.init_meta_params(jax.random.key(0), design=design),
+                  (), **kwargs)
+
+
 def test_ablations_refuse_the_paper_design():
   with pytest.raises(ValueError, match='adaptive, hyper and free'):
     ablate.variants('paper')
-  with pytest.raises(ValueError, match='does not apply'):
-    ablate.ablate(l2l.init_meta_params(jax.random.key(0), design='adaptive'),
-                  (), freeze_scale=True)
 
 
 

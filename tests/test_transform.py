@@ -342,7 +342,8 @@ def test_fresh_hyper_design_is_hypergradient_nadam():
   assert len(state.moments) == 5
 
 
-def _hypergradient_schedule_free(lr, kappa, offset, beta, grads_seq, params):
+def _hypergradient_schedule_free(lr, kappa, offset, beta, growth, grads_seq,
+                                  params):
   """Reference for a fresh free design in numpy: explicit z, x and y."""
   y = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
   z, x = [a.copy() for a in y], [a.copy() for a in y]
@@ -352,6 +353,8 @@ def _hypergradient_schedule_free(lr, kappa, offset, beta, grads_seq, params):
   for t, grads in enumerate(grads_seq, start=1):
     g = [np.asarray(a, np.float64) for a in jax.tree.leaves(grads)]
     s = _moved_offsets(s, t, g, h, kappa, offset)
+    cosines = [0.0 if t == 1 else gk.ravel() @ hk.ravel() / (
+        np.linalg.norm(gk) * np.linalg.norm(hk)) for gk, hk in zip(g, h)]
     v = [0.99 * a + 0.01 * b * b for a, b in zip(v, g)]
     d = [b / (np.sqrt(c / (1 - 0.99**t)) + 1e-8) for b, c in zip(g, v)]
     h = [0.9 * a + 0.1 * b for a, b in zip(h, d)]
@@ -359,7 +362,9 @@ def _hypergradient_schedule_free(lr, kappa, offset, beta, grads_seq, params):
     for k in range(len(y)):
       step = lr * np.exp(s[k])
       peak[k] = max(peak[k], step)  # weights: the largest step so far
-      total[k] += peak[k]**2
+      # older iterates are discounted while the cosine is above 1/2
+      total[k] = (np.exp(-growth * max(cosines[k] - 0.5, 0.0)) * total[k]
+                  + peak[k]**2)
       z[k] = z[k] - step * d[k]
       x[k] = x[k] + peak[k]**2 / total[k] * (z[k] - x[k])
       new_y = (1 - beta) * z[k] + beta * x[k]
@@ -372,8 +377,8 @@ def _hypergradient_schedule_free(lr, kappa, offset, beta, grads_seq, params):
 def test_fresh_free_design_is_hypergradient_schedule_free_adam():
   opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='free',
                                                  nominal_lr=0.1))
-  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, _REFERENCE_GRADS,
-                                      _REFERENCE_PARAMS)
+  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, 1.0,
+                                      _REFERENCE_GRADS, _REFERENCE_PARAMS)
   state, offsets = _check_against_reference(opt, want, lambda x: x[0], 1e-7)
   assert len(state.moments) == 6
   assert state.scale['w'].shape == (3,)
