@@ -17,8 +17,10 @@ two ways, neither of which touches the ``paper`` or ``heldout`` suites:
   families (evaluation seeds from ``--first-seed``), the mean log final
   training loss per family, summed.
 
-Choosing among meta-training runs by the dev score keeps the reported suites
-out of the choice.
+It prints each candidate's dev score, then a table of its per-case log
+ratios (where a difference between candidates comes from), then the
+training scores. Choosing among meta-training runs by the dev score keeps
+the reported suites out of the choice.
 """
 
 import argparse
@@ -114,6 +116,19 @@ def dev_scores(candidates: Mapping[str, optax.GradientTransformation], *,
   return out
 
 
+def case_table(dev: Mapping[str, Mapping[str, float]],
+               cases: Sequence[suite.Case] = suite.DEV_CASES) -> str:
+  """A markdown table of :func:`dev_scores`' per-case log ratios (rows:
+  cases; columns: candidates; below 0 beats tuned Adam)."""
+  names = list(dev)
+  lines = ['| dev case: log(loss / tuned Adam\'s) | ' + ' | '.join(names) + ' |',
+           '|---' * (len(names) + 1) + '|']
+  for case in cases:
+    lines.append(f'| {case.name} | ' + ' | '.join(
+        f'{dev[name][case.name]:+.2f}' for name in names) + ' |')
+  return '\n'.join(lines)
+
+
 def main(argv=None) -> dict[str, dict[str, float]]:
   parser = argparse.ArgumentParser(prog='python -m meta_train.validate',
                                    description=__doc__.splitlines()[0])
@@ -147,13 +162,15 @@ def main(argv=None) -> dict[str, dict[str, float]]:
   results = {name: {} for name in names}
   if args.dev:
     candidates = evaluate.load_candidates(args.meta_params)
-    for name, entry in dev_scores(candidates, seeds=dev_seeds).items():
+    dev = dev_scores(candidates, seeds=dev_seeds)
+    for name, entry in dev.items():
       results[name]['dev'] = entry
       print(f'{name}: dev score {entry["score"]:.3f} (mean clipped log loss '
             f'ratio to tuned Adam over {len(suite.DEV_CASES)} cases x '
             f'{len(dev_seeds)} seeds, median '
             f'{entry["median"]:.3f}), beats Adam on '
             f'{entry["wins"]}, {entry["diverged"]} runs diverged', flush=True)
+    print(case_table(dev), flush=True)
   for name, path in names.items():
     if args.families:
       fams = scores(path, args.families, num_seeds=args.seeds,

@@ -423,13 +423,19 @@ def test_validate_scores_the_requested_dev_seeds(flags, want, monkeypatch,
 
   def fake_dev_scores(candidates, seeds):
     seen.append(tuple(seeds))
-    return {name: {'score': 0.0, 'median': 0.0, 'wins': 0, 'diverged': 0}
-            for name in candidates}
+    per_case = {case.name: 0.5 - 0.25 * k
+                for k, case in enumerate(suite.DEV_CASES)}
+    return {name: {**per_case, 'score': 0.0, 'median': 0.0, 'wins': 0,
+                   'diverged': 0} for name in candidates}
 
   monkeypatch.setattr(validate, 'dev_scores', fake_dev_scores)
   validate.main(['default', *flags])
   assert seen == [want]
-  assert f'x {len(want)} seeds' in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert f'x {len(want)} seeds' in out
+  # one row per dev case, with that case's log ratio
+  assert '| dev_quadratic | +0.50 |' in out
+  assert f'| {suite.DEV_CASES[3].name} | -0.25 |' in out
 
 
 @pytest.mark.parametrize('loss, reference, want', [
