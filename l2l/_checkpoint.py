@@ -34,9 +34,11 @@ class CheckpointError(ValueError):
 # l2l 0.2.0 changed the free design's rule (second moment decay 0.99, not
 # 0.999; average weighted by the largest step so far, not the current one).
 FREE_RULE_VERSION = (0, 2, 0)
-# l2l 0.3.0 added the free design's average growth rate; free meta-params
-# saved without it load with the rate 0, the rule they were saved under.
-_AVERAGE_GROWTH = "['nominal']['average_growth']"
+# Entries added by later l2l versions whose zero value reproduces the
+# earlier behaviour: a checkpoint saved without them loads with zeros there.
+# 0.3.0 added the free design's average growth rate (and with it its entries
+# in a meta-training run's optimizer state); at 0 the rule is 0.2.0's.
+ADDED_ENTRIES = ("['nominal']['average_growth']",)
 
 
 def _version(text) -> tuple[int, ...]:
@@ -145,6 +147,10 @@ def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
     ``(tree, manifest)`` where ``tree`` has the structure of ``like`` and
     numpy array leaves (JAX key arrays for PRNG key leaves).
 
+  Entries of ``like`` that a later l2l added (``ADDED_ENTRIES``, matched by
+  the end of their key path) and the file lacks load as zeros, which
+  reproduces the behaviour the file was saved under.
+
   Raises:
     CheckpointError: the file is missing, corrupt or does not match ``like``;
       the message names the file and the problem.
@@ -153,14 +159,19 @@ def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
   dtypes = manifest.get('leaves', {})
   expected, treedef = jax.tree_util.tree_flatten_with_path(like)
   wanted = {jax.tree_util.keystr(k) for k, _ in expected}
-  if set(data) != wanted:
-    missing, extra = sorted(wanted - set(data)), sorted(set(data) - wanted)
+  added = {k for k in wanted - set(data) if k.endswith(ADDED_ENTRIES)}
+  if set(data) != wanted - added:
+    missing = sorted(wanted - added - set(data))
+    extra = sorted(set(data) - wanted)
     raise CheckpointError(
         f'{path}: incompatible checkpoint: missing entries {missing[:5]},'
         f' unexpected entries {extra[:5]}')
   leaves = []
   for key_path, spec in expected:
     name = jax.tree_util.keystr(key_path)
+    if name in added:
+      leaves.append(np.zeros(spec.shape, spec.dtype))
+      continue
     try:
       array = _from_numpy(data[name], dtypes.get(name, [str(data[name].dtype)])[0])
     except (TypeError, ValueError) as e:
@@ -214,16 +225,10 @@ def load_meta_params(path: str | os.PathLike) -> tuple[Any, dict]:
   except (TypeError, ValueError) as e:
     raise CheckpointError(
         f'{os.fspath(path)}: incompatible architecture {config}: {e}') from e
-  saved_by = manifest.get('l2l_version')
-  free = config.get('design') == 'free'
-  without_growth = free and _AVERAGE_GROWTH not in manifest.get('leaves', {})
-  if without_growth:
-    like['nominal'] = {k: v for k, v in like['nominal'].items()
-                       if k != 'average_growth'}
   meta_params, manifest = load_checkpoint(path, like)
-  if without_growth:
-    meta_params['nominal']['average_growth'] = np.float32(0.0)
-  if free and _version(saved_by) < FREE_RULE_VERSION:
+  saved_by = manifest.get('l2l_version')
+  if (config.get('design') == 'free'
+      and _version(saved_by) < FREE_RULE_VERSION):
     warnings.warn(
         f'{os.fspath(path)}: free-design meta-params saved by l2l '
         f'{saved_by}, whose free rule differs from this one (since 0.2.0 the '

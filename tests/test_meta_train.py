@@ -69,6 +69,42 @@ def test_a_finished_run_can_be_extended(tmp_path):
     train_lib.train(SMALL, tmp_path / 'split', resume=True, progress=False)
 
 
+def _strip_entries(path, suffix):
+  """Rewrites the checkpoint at ``path`` without the entries ending in
+  ``suffix``, as an l2l that did not have them would have saved it."""
+  with np.load(path) as npz:
+    arrays = {k: npz[k] for k in npz.files}
+  manifest = json.loads(arrays.pop('manifest.json').tobytes().decode())
+  arrays = {k: v for k, v in arrays.items() if not k.endswith(suffix)}
+  manifest['leaves'] = {k: v for k, v in manifest['leaves'].items()
+                        if not k.endswith(suffix)}
+  arrays['manifest.json'] = np.frombuffer(json.dumps(manifest).encode(),
+                                          np.uint8)
+  with open(path, 'wb') as f:
+    np.savez(f, **arrays)
+
+
+def test_a_free_run_saved_before_the_average_growth_resumes(tmp_path):
+  """A checkpoint without the free design's average growth (l2l < 0.3.0)
+  resumes with it at 0, the rule it ran under, and fresh moments for it."""
+  config = dataclasses.replace(SMALL, design='free', hidden_size=4,
+                               meta_steps=6)
+  train_lib.train(config, tmp_path, progress=False, stop_after=4)
+  path = tmp_path / train_lib.CHECKPOINT
+  suffix = "['nominal']['average_growth']"
+  _strip_entries(path, suffix)
+  state, _ = l2l.load_checkpoint(path,
+                                 train_lib.Trainer(config).state_like(4))
+  filled = [x for k, x in jax.tree_util.tree_flatten_with_path(state)[0]
+            if jax.tree_util.keystr(k).endswith(suffix)]
+  assert len(filled) == 3  # the meta-param and its two Adam moments
+  assert all(float(x) == 0.0 for x in filled)
+  train_lib.train(config, tmp_path, resume=True, progress=False)
+  _, manifest = l2l.load_meta_params(tmp_path / train_lib.META_PARAMS)
+  assert manifest['meta_steps'] == 6
+  assert [r['step'] for r in _log(tmp_path)] == list(range(6))
+
+
 def test_resume_with_other_flags_is_refused(tmp_path):
   train_lib.train(SMALL, tmp_path, progress=False, stop_after=4)
   with pytest.raises(ValueError, match='resume with the same flags'):
