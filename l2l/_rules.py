@@ -251,8 +251,8 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   noise-free problem far from its minimum) the weight of its older iterates
   decays at rate :math:`\lambda`, so that :math:`x` follows :math:`z`
   instead of lagging behind it; under gradient noise :math:`c_k` stays
-  near 0 and the average is schedule-free's. Only :math:`e = z - x` is stored (it starts at 0), so the update
-  :math:`u = y_{t+1} - y_t` is
+  near 0 and the average is schedule-free's. Only :math:`e = z - x` is
+  stored (it starts at 0), so the update :math:`u = y_{t+1} - y_t` is
   :math:`-(1 - \beta)\delta + \beta (w_k/W_k)(e - \delta)` and
   :math:`e \leftarrow (1 - w_k/W_k)(e - \delta)`. ``scale`` holds
   :math:`(s_k, W_k, \gamma_k)` per tensor. :math:`\eta`, :math:`\kappa`,
