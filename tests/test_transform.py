@@ -1,6 +1,8 @@
 """The learned optimizer as an optax transform: a table of optimizers run
 through pytrees, dtypes, transformations and optax wrappers."""
 
+import pathlib
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -384,6 +386,23 @@ def test_fresh_free_design_is_hypergradient_schedule_free_adam():
   assert state.scale['w'].shape == (3,)
   # 'b's step shrinks below its first, so the peak weighting is exercised.
   assert offsets[-1]['b'] < offsets[0]['b'] - 0.1
+
+
+def test_prototype_rule_is_the_fresh_free_design(monkeypatch):
+  # benchmarks/prototype chose the free rule's constants; its defaults must
+  # stay the shipped rule with a zero read-out.
+  monkeypatch.syspath_prepend(
+      str(pathlib.Path(__file__).parents[1] / 'benchmarks' / 'prototype'))
+  import rules  # pylint: disable=import-outside-toplevel
+  opt = rules.make('sfh()')
+  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, 1.0,
+                                      _REFERENCE_GRADS, _REFERENCE_PARAMS)
+  update, state = jax.jit(opt.update), opt.init(_REFERENCE_PARAMS)
+  for grads, (want_offsets, want_updates) in zip(_REFERENCE_GRADS, want):
+    updates, state = update(grads, state)
+    np.testing.assert_allclose(state.s, want_offsets, atol=1e-6)
+    for got, expected in zip(jax.tree.leaves(updates), want_updates):
+      np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
 
 
 def test_averaged_params_of_a_fresh_free_design():

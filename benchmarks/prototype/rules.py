@@ -1,0 +1,156 @@
+"""Hand-written prototypes of the free design's rule, without the LSTM.
+
+The design rounds in the README chose the free rule's constants and pieces
+with :func:`sfh` (schedule-free Adam with per-tensor hypergradient steps)
+before porting a winner to ``l2l/_rules.py``. Its keyword arguments switch
+the variants the README reports; the defaults are the shipped rule with a
+zero read-out:
+
+  sfh(lr=0.1, kup=0.05, c0=-0.03, beta=0.9, b2=0.99, mb=0.9, wmax=True,
+      wgrow=1.0, wc0=0.5)
+
+A name such as ``"sfh(lr=0.2, kdown=0.01)"`` is parsed by :func:`make`.
+This is a research harness: it stores ``z`` and ``x`` explicitly (the
+library stores only their gap) and is not part of the package.
+"""
+
+import ast
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import l2l
+
+
+class State(NamedTuple):
+  count: jax.Array
+  v: Any          # second moment
+  momentum: Any   # momentum on the direction (dmom)
+  z: Any          # schedule-free base sequence
+  x: Any          # schedule-free average
+  h: Any          # running average of past directions
+  s: jax.Array    # per-tensor log step offsets
+  stats: jax.Array  # [sum of weights W, largest step, gate or spike average]
+
+
+def _cos(a, b):
+  return jnp.sum(a * b) / jnp.sqrt(
+      jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-30))
+
+
+def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
+        wmax=True, pow=2.0, smin=-4.0, smax=2.5, s0=0.0, freeze=False,
+        wgrow=1.0, wc0=0.5, wsig='h', wc0g=None, ssig='h', smix=1.0,
+        pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
+        spike=0.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5):
+  """Schedule-free Adam with per-tensor hypergradient log steps.
+
+  Per tensor k: ``c = cos(g, h)``; ``s += κ (c − c₀)`` (κ = ``kup`` above
+  c₀, ``kdown`` below), clipped to ``[smin, smax]``; ``d = g / √v̂``;
+  ``z −= lr e^s d``; ``W ← e^(−wgrow max(c_w − wc0, 0)) W + γ^pow`` with γ
+  the largest step so far (``wmax``) or the current one; ``x += (γ^pow /
+  W)(z − x)``; the parameters are ``(1 − β) z + β x``; ``h ← mb h + (1 −
+  mb) d``.
+
+  Variants: ``ssig``/``wsig`` 'gap' use ``−cos(g, z − x)`` as the step's or
+  the average's signal (``'mix'``: ``smix`` of it, ``wsig='both'``: the
+  larger of the two, the gap's threshold ``wc0g``); ``pn`` < 1 divides by
+  ``v̂^(pn/2) mean(v̂)^((1−pn)/2)``; ``dmom`` a momentum on ``g``;
+  ``grow`` 'atanh' or 'inv' reshape ``c − c₀``; ``dz`` a dead zone;
+  ``tau`` decays κ as τ/(τ + t); ``spike`` cuts the step when a tensor's
+  squared gradient norm exceeds ``spike`` times its average; ``c0d``
+  moves c₀ toward ``c0d`` as the fraction of steps with ``c > wc0`` (decay
+  ``gdec``) reaches ``rsat``; ``freeze`` keeps ``s`` at ``s0``.
+  """
+  kdown = kup if kdown is None else kdown
+
+  def init(params):
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    n = len(jax.tree.leaves(params))
+    return State(jnp.zeros([], jnp.int32), zeros, zeros, params, params,
+                 zeros, jnp.full([n], s0), jnp.zeros([3, n]))
+
+  def update(grads, state, params=None):
+    del params
+    t = state.count + 1
+    tf = t.astype(jnp.float32)
+    later = t > 1
+    gl, treedef = jax.tree.flatten(grads)
+    zl, xl = jax.tree.leaves(state.z), jax.tree.leaves(state.x)
+    c_h = jnp.stack([_cos(g.ravel(), h.ravel())
+                     for g, h in zip(gl, jax.tree.leaves(state.h))])
+    c_gap = -jnp.stack([_cos(g.ravel(), (z - x).ravel())
+                        for g, z, x in zip(gl, zl, xl)])
+    c = {'h': c_h, 'gap': c_gap,
+         'mix': (1 - smix) * c_h + smix * c_gap}[ssig]
+    gate = state.stats[2]
+    c0_now = c0
+    if c0d is not None:
+      gate = gdec * gate + (1 - gdec) * jnp.where(
+          later, (c > wc0).astype(jnp.float32), 0.0)
+      c0_now = c0 + jnp.minimum(1.0, gate / rsat) * (c0d - c0)
+    error = {'lin': c - c0_now,
+             'atanh': jnp.arctanh(jnp.clip(c, -cl, cl)) - jnp.arctanh(c0),
+             'inv': (c - c0) / (1 - jnp.clip(c, -cl, cl))}[grow]
+    if dz:
+      error = jnp.sign(error) * jnp.maximum(jnp.abs(error) - dz, 0.0)
+    delta = jnp.where(c > c0, kup, kdown) * error
+    if tau:
+      delta = delta * tau / (tau + tf)
+    s = state.s if freeze else jnp.clip(
+        state.s + jnp.where(later, delta, 0.0), smin, smax)
+    if spike:
+      q = jnp.stack([jnp.sum(jnp.square(g)) for g in gl])
+      ratio = q / jnp.maximum(
+          gate / (1 - sdec**jnp.maximum(tf - 1, 1.0)), 1e-30)
+      cut = jnp.maximum(0.0, sk * jnp.log(jnp.maximum(ratio, 1e-30) / spike))
+      s = jnp.clip(s - jnp.where(later, cut, 0.0), smin, smax)
+      gate = sdec * gate + (1 - sdec) * q
+    v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.v, grads)
+    momentum = jax.tree.map(lambda m, g: dmom * m + (1 - dmom) * g,
+                            state.momentum, grads)
+    source = (jax.tree.map(lambda m: m / (1 - dmom**tf), momentum)
+              if dmom else grads)
+
+    def direction(g, v):
+      v_hat = v / (1 - b2**tf)
+      return g / (jnp.sqrt(v_hat)**pn * jnp.sqrt(jnp.mean(v_hat))**(1 - pn)
+                  + 1e-8)
+
+    d = jax.tree.map(direction, source, v)
+    step = lr * jnp.exp(s)
+    largest = jnp.maximum(state.stats[1], step) if wmax else step
+    weight = largest**pow
+    c_w = {'h': c_h, 'gap': c_gap}.get(wsig)
+    if wsig == 'both':
+      c_w = jnp.maximum(c_gap - (wc0 if wc0g is None else wc0g) + wc0, c_h)
+    discount = (jnp.exp(-wgrow * jnp.where(later,
+                                           jnp.maximum(c_w - wc0, 0.0), 0.0))
+                if wgrow else 1.0)
+    total = state.stats[0] * discount + weight
+    mix = weight / total
+    dl = jax.tree.leaves(d)
+    zn = [z - step[k] * dk for k, (z, dk) in enumerate(zip(zl, dl))]
+    xn = [(1 - mix[k]) * x + mix[k] * z for k, (x, z) in enumerate(zip(xl, zn))]
+    updates = [(1 - beta) * (z1 - z0) + beta * (x1 - x0)
+               for z0, z1, x0, x1 in zip(zl, zn, xl, xn)]
+    h = jax.tree.map(lambda h, d: mb * h + (1 - mb) * d, state.h, d)
+    unflatten = treedef.unflatten
+    return unflatten(updates), State(
+        t, v, momentum, unflatten(zn), unflatten(xn), h, s,
+        jnp.stack([total, largest, gate]))
+
+  return optax.GradientTransformation(init, update)
+
+
+def make(name: str) -> optax.GradientTransformation:
+  """``"sfh(k=v, ...)"``, ``"adam0.1"``, or anything ``l2l.lstm_optimizer``
+  loads (``"default"``, ``"paper2016"``, a ``.npz`` path)."""
+  if name.startswith('sfh'):
+    call = ast.parse('f(' + name[3:].strip('()') + ')', mode='eval').body
+    return sfh(**{k.arg: ast.literal_eval(k.value) for k in call.keywords})
+  if name.startswith('adam'):
+    return optax.adam(float(name[4:]))
+  return l2l.lstm_optimizer(name)
