@@ -32,7 +32,7 @@ class State(NamedTuple):
   x: Any          # schedule-free average
   h: Any          # running average of past directions
   s: jax.Array    # per-tensor log step offsets
-  stats: jax.Array  # [sum of weights W, largest step, gate or spike average]
+  stats: jax.Array  # [W, largest step, gate or spike average, hnorm's moments]
 
 
 def _cos(a, b):
@@ -44,7 +44,8 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
         wmax=True, pow=2.0, smin=-4.0, smax=2.5, s0=0.0, freeze=False,
         wgrow=1.0, wc0=0.5, wsig='h', wc0g=None, ssig='h', smix=1.0,
         pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
-        spike=0.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5):
+        spike=0.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5,
+        hnorm=0.0, hdec=0.9, hdec2=0.99):
   """Schedule-free Adam with per-tensor hypergradient log steps.
 
   Per tensor k: ``c = cos(g, h)``; ``s += κ (c − c₀)`` (κ = ``kup`` above
@@ -62,7 +63,9 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
   ``tau`` decays κ as τ/(τ + t); ``spike`` cuts the step when a tensor's
   squared gradient norm exceeds ``spike`` times its average; ``c0d``
   moves c₀ toward ``c0d`` as the fraction of steps with ``c > wc0`` (decay
-  ``gdec``) reaches ``rsat``; ``freeze`` keeps ``s`` at ``s0``.
+  ``gdec``) reaches ``rsat``; ``freeze`` keeps ``s`` at ``s0``; ``hnorm``
+  replaces ``κ (c − c₀)`` by ``hnorm`` times its running mean over its
+  running RMS (decays ``hdec``, ``hdec2``).
   """
   kdown = kup if kdown is None else kdown
 
@@ -70,7 +73,7 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     zeros = jax.tree.map(jnp.zeros_like, params)
     n = len(jax.tree.leaves(params))
     return State(jnp.zeros([], jnp.int32), zeros, zeros, params, params,
-                 zeros, jnp.full([n], s0), jnp.zeros([3, n]))
+                 zeros, jnp.full([n], s0), jnp.zeros([5, n]))
 
   def update(grads, state, params=None):
     del params
@@ -99,6 +102,14 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     delta = jnp.where(c > c0, kup, kdown) * error
     if tau:
       delta = delta * tau / (tau + tf)
+    h_mean, h_square = state.stats[3], state.stats[4]
+    if hnorm:
+      e = jnp.where(later, error, 0.0)
+      h_mean = hdec * h_mean + (1 - hdec) * e
+      h_square = hdec2 * h_square + (1 - hdec2) * e * e
+      k = jnp.maximum(tf - 1, 1.0)
+      delta = hnorm * (h_mean / (1 - hdec**k)) / (
+          jnp.sqrt(h_square / (1 - hdec2**k)) + 1e-8)
     s = state.s if freeze else jnp.clip(
         state.s + jnp.where(later, delta, 0.0), smin, smax)
     if spike:
@@ -140,17 +151,20 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     unflatten = treedef.unflatten
     return unflatten(updates), State(
         t, v, momentum, unflatten(zn), unflatten(xn), h, s,
-        jnp.stack([total, largest, gate]))
+        jnp.stack([total, largest, gate, h_mean, h_square]))
 
   return optax.GradientTransformation(init, update)
 
 
 def make(name: str) -> optax.GradientTransformation:
-  """``"sfh(k=v, ...)"``, ``"adam0.1"``, or anything ``l2l.lstm_optimizer``
+  """``"sfh(k=v, ...)"``, ``"adam0.1"``, an optax expression
+  (``"optax.contrib.prodigy(1.0)"``), or anything ``l2l.lstm_optimizer``
   loads (``"default"``, ``"paper2016"``, a ``.npz`` path)."""
   if name.startswith('sfh'):
     call = ast.parse('f(' + name[3:].strip('()') + ')', mode='eval').body
     return sfh(**{k.arg: ast.literal_eval(k.value) for k in call.keywords})
   if name.startswith('adam'):
     return optax.adam(float(name[4:]))
+  if name.startswith('optax.'):  # e.g. "optax.contrib.prodigy(1.0)"
+    return eval(name, {'optax': optax})  # pylint: disable=eval-used
   return l2l.lstm_optimizer(name)
