@@ -31,6 +31,7 @@ class State(NamedTuple):
   z: Any          # schedule-free base sequence
   x: Any          # schedule-free average
   h: Any          # running average of past directions
+  q: Any          # running average of squared directions (snr signals)
   s: jax.Array    # per-tensor log step offsets
   stats: jax.Array  # [W, largest step, gate or spike average, hnorm's moments]
 
@@ -45,7 +46,7 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
         wgrow=1.0, wc0=0.5, wsig='h', wc0g=None, ssig='h', smix=1.0,
         pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
         spike=0.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5,
-        hnorm=0.0, hdec=0.9, hdec2=0.99):
+        hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0):
   """Schedule-free Adam with per-tensor hypergradient log steps.
 
   Per tensor k: ``c = cos(g, h)``; ``s += κ (c − c₀)`` (κ = ``kup`` above
@@ -56,7 +57,8 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
   mb) d``.
 
   Variants: ``ssig``/``wsig`` 'gap' use ``−cos(g, z − x)`` as the step's or
-  the average's signal (``'mix'``: ``smix`` of it, ``wsig='both'``: the
+  the average's signal (``'mix'``: ``smix`` of it, ``ssig='max'`` or
+  ``wsig='both'``: the
   larger of the two, the gap's threshold ``wc0g``); ``pn`` < 1 divides by
   ``v̂^(pn/2) mean(v̂)^((1−pn)/2)``; ``dmom`` a momentum on ``g``;
   ``grow`` 'atanh' or 'inv' reshape ``c − c₀``; ``dz`` a dead zone;
@@ -73,7 +75,7 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     zeros = jax.tree.map(jnp.zeros_like, params)
     n = len(jax.tree.leaves(params))
     return State(jnp.zeros([], jnp.int32), zeros, zeros, params, params,
-                 zeros, jnp.full([n], s0), jnp.zeros([5, n]))
+                 zeros, zeros, jnp.full([n], s0), jnp.zeros([6, n]))
 
   def update(grads, state, params=None):
     del params
@@ -86,8 +88,20 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
                      for g, h in zip(gl, jax.tree.leaves(state.h))])
     c_gap = -jnp.stack([_cos(g.ravel(), (z - x).ravel())
                         for g, z, x in zip(gl, zl, xl)])
-    c = {'h': c_h, 'gap': c_gap,
-         'mix': (1 - smix) * c_h + smix * c_gap}[ssig]
+    # noise-free share of each tensor's directions: |h|² against the
+    # average |d|², rescaled so that pure noise gives 0 and a constant 1
+    noise_floor = (1 - mb) / (1 + mb)
+    snr = jnp.stack([
+        jnp.sum(h * h) / jnp.maximum(jnp.sum(q), 1e-30)
+        for h, q in zip(jax.tree.leaves(state.h), jax.tree.leaves(state.q))])
+    r = jnp.where(later, jnp.clip((snr - noise_floor) / (1 - noise_floor),
+                                  0.0, 1.0), 1.0)
+    c_bar = jnp.where(later, bdec * state.stats[5] + (1 - bdec) * c_h, 0.0)
+    quiet = jnp.abs(c_bar / (1 - bdec**jnp.maximum(tf - 1, 1.0))) < band
+    c = {'h': c_h, 'gap': c_gap, 'snr': r * c_h + (1 - r) * c_gap,
+         'band': jnp.where(quiet, c_gap, c_h),
+         'mix': (1 - smix) * c_h + smix * c_gap,
+         'max': jnp.maximum(c_h, c_gap)}[ssig]
     gate = state.stats[2]
     c0_now = c0
     if c0d is not None:
@@ -135,6 +149,10 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     largest = jnp.maximum(state.stats[1], step) if wmax else step
     weight = largest**pow
     c_w = {'h': c_h, 'gap': c_gap}.get(wsig)
+    if wsig == 'band':
+      c_w = jnp.where(quiet, c_gap - (wc0g or 0.0) + wc0, c_h)
+    if wsig == 'snr':
+      c_w = (r * (c_h - wc0) + (1 - r) * (c_gap - (wc0g or 0.0))) + wc0
     if wsig == 'both':
       c_w = jnp.maximum(c_gap - (wc0 if wc0g is None else wc0g) + wc0, c_h)
     discount = (jnp.exp(-wgrow * jnp.where(later,
@@ -148,10 +166,11 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     updates = [(1 - beta) * (z1 - z0) + beta * (x1 - x0)
                for z0, z1, x0, x1 in zip(zl, zn, xl, xn)]
     h = jax.tree.map(lambda h, d: mb * h + (1 - mb) * d, state.h, d)
+    q = jax.tree.map(lambda q, d: mb * q + (1 - mb) * d * d, state.q, d)
     unflatten = treedef.unflatten
     return unflatten(updates), State(
-        t, v, momentum, unflatten(zn), unflatten(xn), h, s,
-        jnp.stack([total, largest, gate, h_mean, h_square]))
+        t, v, momentum, unflatten(zn), unflatten(xn), h, q, s,
+        jnp.stack([total, largest, gate, h_mean, h_square, c_bar]))
 
   return optax.GradientTransformation(init, update)
 
