@@ -46,7 +46,7 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
         wgrow=1.0, wc0=0.5, wsig='h', wc0g=None, ssig='h', smix=1.0,
         pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
         spike=0.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5,
-        hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0):
+        hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0, bz=0.0):
   """Schedule-free Adam with per-tensor hypergradient log steps.
 
   Per tensor k: ``c = cos(g, h)``; ``s += κ (c − c₀)`` (κ = ``kup`` above
@@ -98,6 +98,9 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
                                   0.0, 1.0), 1.0)
     c_bar = jnp.where(later, bdec * state.stats[5] + (1 - bdec) * c_h, 0.0)
     quiet = jnp.abs(c_bar / (1 - bdec**jnp.maximum(tf - 1, 1.0))) < band
+    if bz:  # only tensors large enough for |c| < band to mean anything
+      sizes = jnp.array([g.size for g in gl], jnp.float32)
+      quiet = quiet & (band * jnp.sqrt(sizes) > bz)
     c = {'h': c_h, 'gap': c_gap, 'snr': r * c_h + (1 - r) * c_gap,
          'band': jnp.where(quiet, c_gap, c_h),
          'mix': (1 - smix) * c_h + smix * c_gap,
