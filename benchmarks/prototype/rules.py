@@ -46,7 +46,7 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
         wgrow=1.0, wc0=0.5, wsig='h', wc0g=None, ssig='h', smix=1.0,
         pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
         spike=0.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5,
-        hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0, bz=0.0):
+        hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0, bz=0.0, gapdec=0.0):
   """Schedule-free Adam with per-tensor hypergradient log steps.
 
   Per tensor k: ``c = cos(g, h)``; ``s += κ (c − c₀)`` (κ = ``kup`` above
@@ -75,7 +75,7 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     zeros = jax.tree.map(jnp.zeros_like, params)
     n = len(jax.tree.leaves(params))
     return State(jnp.zeros([], jnp.int32), zeros, zeros, params, params,
-                 zeros, zeros, jnp.full([n], s0), jnp.zeros([6, n]))
+                 zeros, zeros, jnp.full([n], s0), jnp.zeros([7, n]))
 
   def update(grads, state, params=None):
     del params
@@ -151,13 +151,17 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     step = lr * jnp.exp(s)
     largest = jnp.maximum(state.stats[1], step) if wmax else step
     weight = largest**pow
-    c_w = {'h': c_h, 'gap': c_gap}.get(wsig)
+    # the average's gap signal, optionally smoothed before it is rectified
+    gap_bar = jnp.where(later, gapdec * state.stats[6] + (1 - gapdec) * c_gap,
+                        0.0)
+    c_gap_w = gap_bar / (1 - gapdec**jnp.maximum(tf - 1, 1.0))
+    c_w = {'h': c_h, 'gap': c_gap_w}.get(wsig)
     if wsig == 'band':
-      c_w = jnp.where(quiet, c_gap - (wc0g or 0.0) + wc0, c_h)
+      c_w = jnp.where(quiet, c_gap_w - (wc0g or 0.0) + wc0, c_h)
     if wsig == 'snr':
-      c_w = (r * (c_h - wc0) + (1 - r) * (c_gap - (wc0g or 0.0))) + wc0
+      c_w = (r * (c_h - wc0) + (1 - r) * (c_gap_w - (wc0g or 0.0))) + wc0
     if wsig == 'both':
-      c_w = jnp.maximum(c_gap - (wc0 if wc0g is None else wc0g) + wc0, c_h)
+      c_w = jnp.maximum(c_gap_w - (wc0 if wc0g is None else wc0g) + wc0, c_h)
     discount = (jnp.exp(-wgrow * jnp.where(later,
                                            jnp.maximum(c_w - wc0, 0.0), 0.0))
                 if wgrow else 1.0)
@@ -173,7 +177,7 @@ def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     unflatten = treedef.unflatten
     return unflatten(updates), State(
         t, v, momentum, unflatten(zn), unflatten(xn), h, q, s,
-        jnp.stack([total, largest, gate, h_mean, h_square, c_bar]))
+        jnp.stack([total, largest, gate, h_mean, h_square, c_bar, gap_bar]))
 
   return optax.GradientTransformation(init, update)
 
