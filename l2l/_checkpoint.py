@@ -37,8 +37,9 @@ FREE_RULE_VERSION = (0, 2, 0)
 # Entries added by later l2l versions whose zero value reproduces the
 # earlier behaviour: a checkpoint saved without them loads with zeros there.
 # 0.3.0 added the free design's average growth rate (and with it its entries
-# in a meta-training run's optimizer state); at 0 the rule is 0.2.0's.
-ADDED_ENTRIES = ("['nominal']['average_growth']",)
+# in a meta-training run's optimizer state); at 0 the rule is 0.2.0's. 0.4.0
+# added its spike cut; at 0 the rule is 0.3.0's.
+ADDED_ENTRIES = ("['nominal']['average_growth']", "['nominal']['spike_cut']")
 
 
 def _version(text) -> tuple[int, ...]:

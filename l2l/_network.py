@@ -103,14 +103,16 @@ def init_meta_params(
     hidden_size: units per LSTM layer.
     num_layers: number of stacked LSTM layers.
     nominal_lr: the initial nominal learning rate of the adaptive, hyper
-      and free designs; ``None`` for 0.03 (hyper) or 0.1 (the others).
+      and free designs; ``None`` for 0.03 (hyper), 0.2 (free) or 0.1
+      (adaptive).
 
   Returns:
     A pytree of float32 arrays: ``{'params': <LSTM weights>}``, plus
     ``{'nominal': {'log_lr': ...}}`` for the adaptive design and
     ``{'nominal': {'log_lr', 'log_kappa', 'offset'}}`` for the hyper one
     (hypergradient rate 0.05, offset -0.03) and those plus
-    ``'interpolation'`` (0.9) and ``'average_growth'`` (1) for the free one.
+    ``'interpolation'`` (0.9), ``'average_growth'`` (1) and ``'spike_cut'``
+    (1/2) for the free one.
   """
   if design not in DESIGNS:
     raise ValueError(f'unknown design {design!r}; choose from {sorted(DESIGNS)}')
@@ -123,7 +125,7 @@ def init_meta_params(
   meta_params = dict(network.init(
       key, jnp.zeros((1, num_inputs), jnp.float32), LSTMCarry(zeros, zeros)))
   if nominal_lr is None:
-    nominal_lr = 0.03 if design == 'hyper' else 0.1
+    nominal_lr = {'hyper': 0.03, 'free': 0.2}.get(design, 0.1)
   if design != 'paper':
     meta_params['nominal'] = {'log_lr': jnp.log(jnp.float32(nominal_lr))}
   if design in ('hyper', 'free'):
@@ -131,7 +133,8 @@ def init_meta_params(
                                   offset=jnp.float32(-0.03))
   if design == 'free':
     meta_params['nominal'].update(interpolation=jnp.float32(0.9),
-                                  average_growth=jnp.float32(1.0))
+                                  average_growth=jnp.float32(1.0),
+                                  spike_cut=jnp.float32(0.5))
   return meta_params
 
 

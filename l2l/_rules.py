@@ -139,6 +139,11 @@ FREE_SECOND_MOMENT_DECAY = 0.99
 # Cosine above which the free design's average discounts its older iterates
 # (chosen on the dev cases, with the growth rate's default 1).
 AVERAGE_THRESHOLD = 0.5
+# The free design cuts a tensor's log step offset when the mean square of its
+# gradient exceeds SPIKE_RATIO times its running average (decay
+# SPIKE_DECAY); chosen on the dev cases with the cut's default strength 1/2.
+SPIKE_RATIO = 10.0
+SPIKE_DECAY = 0.9
 
 
 def interpolation(meta_params) -> Array:
@@ -150,6 +155,36 @@ def interpolation(meta_params) -> Array:
 def average_growth(meta_params) -> Array:
   r"""The free design's :math:`\lambda`, clipped at 0."""
   return jnp.maximum(meta_params['nominal']['average_growth'], 0.0)
+
+
+def spike_cut(meta_params) -> Array:
+  r"""The free design's :math:`\rho`, clipped at 0."""
+  return jnp.maximum(meta_params['nominal']['spike_cut'], 0.0)
+
+
+def _mean_squares(x: Array, sizes) -> Array:
+  """Mean square of ``x`` within each tensor; non-finite coordinates count
+  as zero. Each piece is divided by its largest magnitude first, so that the
+  result stays finite for any finite input up to ``GRAD_LIMIT``."""
+  x = jnp.where(jnp.isfinite(x), x, 0.0)
+  def mean_square(p):
+    top = jnp.max(jnp.abs(p), initial=0.0)
+    return jnp.square(top) * jnp.mean(jnp.square(p / jnp.maximum(top, 1e-30)))
+  return jnp.stack([mean_square(p) for p in _pieces(x, sizes)])
+
+
+def _spike_cuts(meta_params, g, average, count, sizes):
+  """The cut of each tensor's log step offset and its moved running average
+  of the gradient's mean square: :math:`\rho \max(0, \log(q / (10
+  \bar q)))`, 0 at step 1."""
+  q = _mean_squares(g, sizes)
+  t = count.astype(jnp.float32)
+  corrected = average / (1 - SPIKE_DECAY**jnp.maximum(t - 1, 1.0))
+  ratio = q / jnp.maximum(corrected, 1e-30)
+  cut = spike_cut(meta_params) * jnp.maximum(
+      0.0, jnp.log(jnp.maximum(ratio, 1e-30) / SPIKE_RATIO))
+  return (jnp.where(count > 1, cut, 0.0),
+          SPIKE_DECAY * average + (1 - SPIKE_DECAY) * q)
 
 
 def _step_offsets(meta_params, g, reference, count, offsets, sizes):
@@ -229,8 +264,10 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
 
   .. math::
     c_k &= \cos(g_{t,k}, h_{t-1,k}), \qquad
-    s_k \leftarrow \mathrm{clip}\big(s_k + \kappa (c_k - c_0),\ -4,\ 2.5\big)
+    s_k \leftarrow \mathrm{clip}\big(s_k + \kappa (c_k - c_0)
+      - \rho \max(0, \log(q_k / (10 \bar q_k))),\ -4,\ 2.5\big)
     \\
+    \bar q_k &\leftarrow 0.9\, \bar q_k + 0.1\, q_k \\
     f &= \mathrm{clip}\big([g, \hat m_{0.5}, \hat m_{0.9}, \hat m_{0.99}]
          / (\sqrt{\hat v} + \epsilon),\ c_k,\ s_k;\ \pm 10\big), \qquad
     (a, b) = m_\phi(f), \qquad
@@ -251,14 +288,19 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   noise-free problem far from its minimum) the weight of its older iterates
   decays at rate :math:`\lambda`, so that :math:`x` follows :math:`z`
   instead of lagging behind it; under gradient noise :math:`c_k` stays
-  near 0 and the average is schedule-free's. Only :math:`e = z - x` is
+  near 0 and the average is schedule-free's. When the mean square
+  :math:`q_k` of a tensor's gradient jumps above ten times its running
+  average :math:`\bar q_k` (a loss spike after too large a step), its log
+  step is cut at once by :math:`\rho` times the log of the excess, which
+  lets the rule start from a larger step. Only :math:`e = z - x` is
   stored (it starts at 0), so the update :math:`u = y_{t+1} - y_t` is
   :math:`-(1 - \beta)\delta + \beta (w_k/W_k)(e - \delta)` and
   :math:`e \leftarrow (1 - w_k/W_k)(e - \delta)`. ``scale`` holds
-  :math:`(s_k, W_k, \gamma_k)` per tensor. :math:`\eta`, :math:`\kappa`,
-  :math:`c_0`, :math:`\beta` and :math:`\lambda` are meta-learned with the
-  LSTM. With a zero read-out the rule is this hypergradient schedule-free
-  Adam (with a frozen step and :math:`\lambda = 0`,
+  :math:`(s_k, W_k, \gamma_k, \bar q_k)` per tensor. :math:`\eta`,
+  :math:`\kappa`, :math:`c_0`, :math:`\beta`, :math:`\lambda` and
+  :math:`\rho` are meta-learned with the LSTM. With a zero read-out the
+  rule is this hypergradient schedule-free Adam (with a frozen step and
+  :math:`\lambda = \rho = 0`,
   ``optax.contrib.schedule_free_adamw`` without weight decay and with
   :math:`\beta_2 = 0.99`).
   """
@@ -267,6 +309,8 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   *accumulators, reference, gap = moments
   cosine, offsets = _step_offsets(meta_params, g, reference, count,
                                   scale[:, 0], sizes)
+  cut, spike_average = _spike_cuts(meta_params, g, scale[:, 3], count, sizes)
+  offsets = jnp.clip(offsets - cut, MIN_LOG_SCALE, MAX_LOG_SCALE)
   v, ms, t, rsqrt = _accumulate(g, accumulators, count,
                                 FREE_SECOND_MOMENT_DECAY)
   normalised = _features(g, ms, t, rsqrt)
@@ -290,8 +334,8 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   gap = (1 - mix) * (gap - step)
   reference = REFERENCE_DECAY * reference + (1 - REFERENCE_DECAY) * direction
   return (update, carry, (v, *ms, reference, gap),
-          jnp.stack([offsets, total, peak], -1))
+          jnp.stack([offsets, total, peak, spike_average], -1))
 
 
 RULES = {'paper': Rule(paper, 0), 'adaptive': Rule(adaptive, 4),
-         'hyper': Rule(hyper, 5), 'free': Rule(free, 6, (3,))}
+         'hyper': Rule(hyper, 5), 'free': Rule(free, 6, (4,))}

@@ -12,9 +12,11 @@ optimizer with a part switched off:
 - ``no_step_factor``: the per-coordinate step-size factor off.
 - ``no_direction``: the per-coordinate direction correction off.
 - ``no_hypergradient`` (hyper and free): the per-tensor step offsets frozen
-  at 0.
+  at 0 (for the free design, the spike cut off too).
 - ``no_average_growth`` (free): the average's growth rate at 0, so that the
   schedule-free average never discounts its older iterates.
+- ``no_spike_cut`` (free): the spike cut's strength at 0, so that only the
+  hypergradient moves the step offsets.
 - ``nadam_only`` (hyper) and ``schedule_free_only`` (free): all of the
   above, i.e. NAdam or schedule-free Adam at the meta-learned learning rate.
 
@@ -29,15 +31,16 @@ import jax.numpy as jnp
 import l2l
 
 # variant -> (read-out columns switched off (0: step factor, 1: direction),
-# whether the hypergradient step offset is frozen, whether the free design's
-# average growth is switched off).
-VARIANTS = {'nominal_only': ((0, 1), False, False),
-            'no_step_factor': ((0,), False, False),
-            'no_direction': ((1,), False, False),
-            'no_hypergradient': ((), True, False),
-            'no_average_growth': ((), False, True),
-            'nadam_only': ((0, 1), True, False),
-            'schedule_free_only': ((0, 1), True, True)}
+# whether the per-tensor step offsets are frozen, whether the free design's
+# average growth is switched off, whether its spike cut is switched off).
+VARIANTS = {'nominal_only': ((0, 1), False, False, False),
+            'no_step_factor': ((0,), False, False, False),
+            'no_direction': ((1,), False, False, False),
+            'no_hypergradient': ((), True, False, False),
+            'no_average_growth': ((), False, True, False),
+            'no_spike_cut': ((), False, False, True),
+            'nadam_only': ((0, 1), True, False, False),
+            'schedule_free_only': ((0, 1), True, True, False)}
 _ONLY = {'hyper': 'nadam_only', 'free': 'schedule_free_only'}
 # log kappa that makes exp(log kappa) exactly 0 in float32.
 _FROZEN_LOG_KAPPA = -1e4
@@ -49,28 +52,30 @@ def variants(design: str) -> list[str]:
     raise ValueError(f'ablations apply to the adaptive, hyper and free '
                      f'designs, not {design!r}')
   def applies(name):
-    _, freeze, fixed_average = VARIANTS[name]
+    _, freeze, fixed_average, no_spike = VARIANTS[name]
     if name in _ONLY.values():
       return name == _ONLY.get(design)
     return ((design != 'adaptive' or not freeze)
-            and (design == 'free' or not fixed_average))
+            and (design == 'free' or not (fixed_average or no_spike)))
   return [name for name in VARIANTS if applies(name)]
 
 
 def ablate(meta_params, columns, freeze_scale: bool = False,
-           fixed_average: bool = False) -> dict:
+           fixed_average: bool = False, no_spike_cut: bool = False) -> dict:
   """Returns ``meta_params`` with the read-out ``columns`` set to zero.
 
   Args:
     meta_params: adaptive, hyper or free meta-parameters.
     columns: read-out columns to zero (0: step factor, 1: direction).
     freeze_scale: also freeze the hyper or free design's per-tensor log
-      step offsets at 0 (hypergradient rate exactly 0).
+      step offsets at 0 (hypergradient rate exactly 0, and the free
+      design's spike cut 0).
     fixed_average: also set the free design's average growth rate to 0.
+    no_spike_cut: also set the free design's spike cut to 0.
   """
   design = l2l.architecture(meta_params)['design']
   if (design == 'paper' or (freeze_scale and design not in _ONLY)
-      or (fixed_average and design != 'free')):
+      or ((fixed_average or no_spike_cut) and design != 'free')):
     raise ValueError(f'this ablation does not apply to the {design} design')
   output = dict(meta_params['params']['output'])
   mask = jnp.ones(output['bias'].shape)
@@ -82,6 +87,8 @@ def ablate(meta_params, columns, freeze_scale: bool = False,
   if freeze_scale:
     ablated['nominal'] = {**meta_params['nominal'],
                           'log_kappa': jnp.float32(_FROZEN_LOG_KAPPA)}
+  if no_spike_cut or (freeze_scale and design == 'free'):
+    ablated['nominal'] = {**ablated['nominal'], 'spike_cut': jnp.float32(0.0)}
   if fixed_average:
     ablated['nominal'] = {**ablated['nominal'],
                           'average_growth': jnp.float32(0.0)}

@@ -6,6 +6,7 @@ import os
 import warnings
 import zipfile
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -178,20 +179,25 @@ def test_free_meta_params_of_an_older_rule_warn_on_load(
   assert any(f'saved by l2l {saved_by}' in m for m in messages) == warns
 
 
-def test_free_meta_params_saved_without_average_growth_run_their_rule(
-    tmp_path):
-  """Saved before 0.3.0: no growth rate; loads with 0, the rule they ran."""
+@pytest.mark.parametrize('missing', [
+    ('average_growth', 'spike_cut'),  # saved before 0.3.0
+    ('spike_cut',),  # saved by 0.3.x
+])
+def test_free_meta_params_saved_without_later_entries_run_their_rule(
+    tmp_path, missing):
+  """Entries a later l2l added load as 0, which is the rule they ran."""
   meta_params = l2l.init_meta_params(jax.random.key(0), design='free')
   old = {**meta_params, 'nominal': {k: v for k, v in
                                     meta_params['nominal'].items()
-                                    if k != 'average_growth'}}
+                                    if k not in missing}}
   path = tmp_path / 'old.npz'
   l2l.save_meta_params(path, old, config={'design': 'free'})
   with warnings.catch_warnings():
     warnings.simplefilter('error')  # saved by this version: no warning
     loaded, _ = l2l.load_meta_params(path)
-  assert float(loaded['nominal']['average_growth']) == 0.0
+  for entry, value in meta_params['nominal'].items():
+    want = 0.0 if entry in missing else float(value)
+    assert float(loaded['nominal'][entry]) == want
   new_path = tmp_path / 'new.npz'
   l2l.save_meta_params(new_path, meta_params, config={'design': 'free'})
-  assert float(l2l.load_meta_params(new_path)[0]['nominal'][
-      'average_growth']) == 1.0
+  chex.assert_trees_all_equal(l2l.load_meta_params(new_path)[0], meta_params)

@@ -262,13 +262,15 @@ def test_ablation_schedule_free_only_is_optax_schedule_free_adamw():
   meta_params['nominal']['log_kappa'] = jnp.log(jnp.float32(0.2))
   ablated = l2l.lstm_optimizer(ablate.ablate(
       meta_params, *ablate.VARIANTS['schedule_free_only']))
-  reference = optax.contrib.schedule_free_adamw(0.1, b1=0.9, b2=0.99,
+  reference = optax.contrib.schedule_free_adamw(0.2, b1=0.9, b2=0.99,
                                                 weight_decay=0.0)
   params = {'w': jnp.linspace(-1.0, 1.0, 5), 'b': jnp.ones(2)}
   state, reference_state = ablated.init(params), reference.init(params)
   ours = theirs = params
   for i in range(8):
-    grads = lambda p: jax.tree.map(lambda x: jnp.cos(3 * x + i), p)
+    # a gradient spike at step 6: the spike cut must be off too
+    grads = lambda p: jax.tree.map(
+        lambda x: (30.0 if i == 5 else 1.0) * jnp.cos(3 * x + i), p)
     updates, state = ablated.update(grads(ours), state, ours)
     expected, reference_state = reference.update(grads(theirs),
                                                  reference_state, theirs)
@@ -307,27 +309,32 @@ def test_hyper_ablations(variant, zero_readout, moves_scale):
     ('hyper', ['nominal_only', 'no_step_factor', 'no_direction',
                'no_hypergradient', 'nadam_only']),
     ('free', ['nominal_only', 'no_step_factor', 'no_direction',
-              'no_hypergradient', 'no_average_growth', 'schedule_free_only']),
+              'no_hypergradient', 'no_average_growth', 'no_spike_cut',
+              'schedule_free_only']),
 ])
 def test_ablation_variants_per_design(design, variants):
   assert ablate.variants(design) == variants
 
 
-def test_ablation_no_average_growth_keeps_every_other_part():
+@pytest.mark.parametrize('variant, entry', [
+    ('no_average_growth', 'average_growth'),
+    ('no_spike_cut', 'spike_cut'),
+])
+def test_free_ablations_keep_every_other_part(variant, entry):
   meta_params = l2l.init_meta_params(jax.random.key(0), design='free')
-  ablated = ablate.ablate(meta_params, *ablate.VARIANTS['no_average_growth'])
-  assert float(ablated['nominal']['average_growth']) == 0.0
-  assert float(meta_params['nominal']['average_growth']) == 1.0
+  ablated = ablate.ablate(meta_params, *ablate.VARIANTS[variant])
+  assert float(ablated['nominal'][entry]) == 0.0
+  assert float(meta_params['nominal'][entry]) > 0.0
   chex.assert_trees_all_equal(
-      {**ablated, 'nominal': {**ablated['nominal'], 'average_growth': 1.0}},
-      {**meta_params, 'nominal': {**meta_params['nominal'],
-                                  'average_growth': 1.0}})
+      {**ablated, 'nominal': {**ablated['nominal'], entry: 1.0}},
+      {**meta_params, 'nominal': {**meta_params['nominal'], entry: 1.0}})
 
 
 @pytest.mark.parametrize('design, kwargs', [
     ('paper', {}),
     ('adaptive', dict(freeze_scale=True)),
     ('hyper', dict(fixed_average=True)),
+    ('hyper', dict(no_spike_cut=True)),
 ])
 def test_ablations_that_do_not_apply_are_refused(design, kwargs):
   with pytest.raises(ValueError, match='does not apply'):

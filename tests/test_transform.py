@@ -318,12 +318,13 @@ _REFERENCE_GRADS = [
      'b': (-1.0)**i * (_REFERENCE_PARAMS['b'] + 0.1 * i)} for i in range(10)]
 
 
-def _check_against_reference(opt, want, offset_of, atol):
-  """Runs ``opt`` on the reference gradients against ``want``'s
-  ``(offsets, updates)`` per step; returns the final state and the offsets."""
+def _check_against_reference(opt, want, offset_of, atol,
+                             grads_seq=_REFERENCE_GRADS):
+  """Runs ``opt`` on ``grads_seq`` against ``want``'s ``(offsets, updates)``
+  per step; returns the final state and the offsets."""
   update = jax.jit(opt.update)
   state, offsets = opt.init(_REFERENCE_PARAMS), []
-  for grads, (want_offsets, want_updates) in zip(_REFERENCE_GRADS, want):
+  for grads, (want_offsets, want_updates) in zip(grads_seq, want):
     updates, state = update(grads, state)
     got = [float(offset_of(x)) for x in jax.tree.leaves(state.scale)]
     offsets.append(dict(zip(('b', 'w'), got)))
@@ -344,17 +345,25 @@ def test_fresh_hyper_design_is_hypergradient_nadam():
   assert len(state.moments) == 5
 
 
-def _hypergradient_schedule_free(lr, kappa, offset, beta, growth, grads_seq,
-                                  params):
+def _hypergradient_schedule_free(lr, kappa, offset, beta, growth, cut,
+                                  grads_seq, params):
   """Reference for a fresh free design in numpy: explicit z, x and y."""
   y = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
   z, x = [a.copy() for a in y], [a.copy() for a in y]
   v = [np.zeros_like(a) for a in y]
   h = [np.zeros_like(a) for a in y]
   s, total, peak, out = [0.0] * len(y), [0.0] * len(y), [0.0] * len(y), []
+  mean_square = [0.0] * len(y)
   for t, grads in enumerate(grads_seq, start=1):
     g = [np.asarray(a, np.float64) for a in jax.tree.leaves(grads)]
     s = _moved_offsets(s, t, g, h, kappa, offset)
+    for k, gk in enumerate(g):  # cut the step when |g|^2 jumps tenfold
+      q = np.mean(gk * gk)
+      if t > 1:
+        ratio = q / (mean_square[k] / (1 - 0.9**(t - 1)))
+        s[k] = float(np.clip(s[k] - cut * max(0.0, np.log(ratio / 10)),
+                             -4.0, 2.5))
+      mean_square[k] = 0.9 * mean_square[k] + 0.1 * q
     cosines = [0.0 if t == 1 else gk.ravel() @ hk.ravel() / (
         np.linalg.norm(gk) * np.linalg.norm(hk)) for gk, hk in zip(g, h)]
     v = [0.99 * a + 0.01 * b * b for a, b in zip(v, g)]
@@ -376,16 +385,24 @@ def _hypergradient_schedule_free(lr, kappa, offset, beta, growth, grads_seq,
   return out
 
 
+# The reference gradients with a spike: 'w' jumps 20-fold at step 8.
+_SPIKY_GRADS = [{**g, 'w': (20.0 if i == 7 else 1.0) * g['w']}
+                for i, g in enumerate(_REFERENCE_GRADS)]
+
+
 def test_fresh_free_design_is_hypergradient_schedule_free_adam():
   opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='free',
                                                  nominal_lr=0.1))
-  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, 1.0,
-                                      _REFERENCE_GRADS, _REFERENCE_PARAMS)
-  state, offsets = _check_against_reference(opt, want, lambda x: x[0], 1e-7)
+  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, 1.0, 0.5,
+                                      _SPIKY_GRADS, _REFERENCE_PARAMS)
+  state, offsets = _check_against_reference(opt, want, lambda x: x[0], 1e-7,
+                                            _SPIKY_GRADS)
   assert len(state.moments) == 6
-  assert state.scale['w'].shape == (3,)
-  # 'b's step shrinks below its first, so the peak weighting is exercised.
+  assert state.scale['w'].shape == (4,)
+  # 'b's step shrinks below its first, so the peak weighting is exercised;
+  # 'w's is cut by more than a hypergradient step at the spike.
   assert offsets[-1]['b'] < offsets[0]['b'] - 0.1
+  assert offsets[7]['w'] < offsets[6]['w'] - 1.0
 
 
 def test_prototype_rule_is_the_fresh_free_design(monkeypatch):
@@ -395,10 +412,10 @@ def test_prototype_rule_is_the_fresh_free_design(monkeypatch):
       str(pathlib.Path(__file__).parents[1] / 'benchmarks' / 'prototype'))
   import rules  # pylint: disable=import-outside-toplevel
   opt = rules.make('sfh()')
-  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, 1.0,
-                                      _REFERENCE_GRADS, _REFERENCE_PARAMS)
+  want = _hypergradient_schedule_free(0.2, 0.05, -0.03, 0.9, 1.0, 0.5,
+                                      _SPIKY_GRADS, _REFERENCE_PARAMS)
   update, state = jax.jit(opt.update), opt.init(_REFERENCE_PARAMS)
-  for grads, (want_offsets, want_updates) in zip(_REFERENCE_GRADS, want):
+  for grads, (want_offsets, want_updates) in zip(_SPIKY_GRADS, want):
     updates, state = update(grads, state)
     np.testing.assert_allclose(state.s, want_offsets, atol=1e-6)
     for got, expected in zip(jax.tree.leaves(updates), want_updates):

@@ -6,8 +6,10 @@ before porting a winner to ``l2l/_rules.py``. Its keyword arguments switch
 the variants the README reports; the defaults are the shipped rule with a
 zero read-out:
 
-  sfh(lr=0.1, kup=0.05, c0=-0.03, beta=0.9, b2=0.99, mb=0.9, wmax=True,
-      wgrow=1.0, wc0=0.5)
+  sfh(lr=0.2, kup=0.05, c0=-0.03, beta=0.9, b2=0.99, mb=0.9, wmax=True,
+      wgrow=1.0, wc0=0.5, spike=10.0, sk=0.5)
+
+(the seventh round's rule; the sixth round's is ``sfh(lr=0.1, spike=0)``)
 
 A name such as ``"sfh(lr=0.2, kdown=0.01)"`` is parsed by :func:`make`.
 This is a research harness: it stores ``z`` and ``x`` explicitly (the
@@ -41,11 +43,11 @@ def _cos(a, b):
       jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-30))
 
 
-def sfh(lr=0.1, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
+def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
         wmax=True, pow=2.0, smin=-4.0, smax=2.5, s0=0.0, freeze=False,
         wgrow=1.0, wc0=0.5, wsig='h', wc0g=None, ssig='h', smix=1.0,
         pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
-        spike=0.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5,
+        spike=10.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5,
         hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0, bz=0.0, gapdec=0.0):
   """Schedule-free Adam with per-tensor hypergradient log steps.
 
