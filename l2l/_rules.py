@@ -174,7 +174,7 @@ def _mean_squares(x: Array, sizes) -> Array:
 
 
 def _spike_cuts(meta_params, g, average, count, sizes):
-  """The cut of each tensor's log step offset and its moved running average
+  r"""The cut of each tensor's log step offset and its moved running average
   of the gradient's mean square: :math:`\rho \max(0, \log(q / (10
   \bar q)))`, 0 at step 1."""
   q = _mean_squares(g, sizes)
