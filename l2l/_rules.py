@@ -176,14 +176,16 @@ def _mean_squares(x: Array, sizes) -> Array:
 def _spike_cuts(meta_params, g, average, count, sizes):
   r"""The cut of each tensor's log step offset and its moved running average
   of the gradient's mean square: :math:`\rho \max(0, \log(q / (10
-  \bar q)))`, 0 at step 1."""
+  \bar q)))`; 0 at step 1 and while :math:`\bar q = 0` (a tensor whose
+  gradient was zero so far has taken no step to cut)."""
   q = _mean_squares(g, sizes)
   t = count.astype(jnp.float32)
   corrected = average / (1 - SPIKE_DECAY**jnp.maximum(t - 1, 1.0))
-  ratio = q / jnp.maximum(corrected, 1e-30)
+  # bounded, so that the log stays finite and rho = 0 gives exactly 0
+  ratio = jnp.minimum(q / jnp.maximum(corrected, 1e-30), 1e30)
   cut = spike_cut(meta_params) * jnp.maximum(
       0.0, jnp.log(jnp.maximum(ratio, 1e-30) / SPIKE_RATIO))
-  return (jnp.where(count > 1, cut, 0.0),
+  return (jnp.where((count > 1) & (corrected > 0), cut, 0.0),
           SPIKE_DECAY * average + (1 - SPIKE_DECAY) * q)
 
 

@@ -449,6 +449,25 @@ def test_averaged_params_errors(state, meta_params, message):
     l2l.averaged_params(params, opt.init(params), meta_params)
 
 
+@pytest.mark.parametrize('cut, first, cut_to_bound', [
+    (0.5, 1e-15, True),    # a 1e66-fold jump: cut to the bound
+    (0.0, 1e-15, False),   # the same jump with the cut off: no NaN
+    (0.5, 0.0, False),     # no gradient before: nothing to cut
+    (0.0, 0.0, False),
+])
+def test_free_spike_cut_on_extreme_jumps(cut, first, cut_to_bound):
+  meta_params = l2l.init_meta_params(KEY, design='free')
+  meta_params['nominal']['spike_cut'] = jnp.float32(cut)
+  opt = l2l.lstm_optimizer(meta_params)
+  params = {'w': jnp.ones(3)}
+  state = opt.init(params)
+  for g in (first, 1e18):
+    updates, state = opt.update({'w': jnp.full(3, g)}, state)
+  assert np.all(np.isfinite(updates['w']))
+  offset = float(state.scale['w'][0])
+  assert offset == pytest.approx(-4.0) if cut_to_bound else offset > -0.01
+
+
 def test_hyper_scale_stays_bounded():
   opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='hyper'))
   params = {'w': jnp.ones(3)}
