@@ -110,6 +110,15 @@ def _per_coordinate(values: Array, sizes) -> Array:
                           for k, n in enumerate(sizes)])
 
 
+def _unit_pieces(x: Array, sizes) -> tuple[list[Array], list[Array]]:
+  """The tensors of ``x`` with non-finite coordinates set to 0, each divided
+  by its largest magnitude (so that sums of squares stay finite), and those
+  magnitudes."""
+  pieces = _pieces(jnp.where(jnp.isfinite(x), x, 0.0), sizes)
+  tops = [jnp.max(jnp.abs(p), initial=0.0) for p in pieces]
+  return [p / jnp.maximum(top, 1e-30) for p, top in zip(pieces, tops)], tops
+
+
 def _tensor_cosines(a: Array, b: Array, sizes) -> Array:
   """Cosine between ``a`` and ``b`` within each tensor; 0 where either is 0.
 
@@ -118,12 +127,8 @@ def _tensor_cosines(a: Array, b: Array, sizes) -> Array:
   Each piece is divided by its largest magnitude, so that the sums of
   squares stay finite for any finite input.
   """
-  def unit(x):
-    x = jnp.where(jnp.isfinite(x), x, 0.0)
-    return [p / jnp.maximum(jnp.max(jnp.abs(p), initial=0.0), 1e-30)
-            for p in _pieces(x, sizes)]
   total = lambda parts: jnp.stack([jnp.sum(p) for p in parts])
-  a, b = unit(a), unit(b)
+  (a, _), (b, _) = _unit_pieces(a, sizes), _unit_pieces(b, sizes)
   dot = total([x * y for x, y in zip(a, b)])
   norms = jnp.sqrt(jnp.maximum(total([x * x for x in a])
                                * total([y * y for y in b]), 1e-30))
@@ -164,13 +169,10 @@ def spike_cut(meta_params) -> Array:
 
 def _mean_squares(x: Array, sizes) -> Array:
   """Mean square of ``x`` within each tensor; non-finite coordinates count
-  as zero. Each piece is divided by its largest magnitude first, so that the
-  result stays finite for any finite input up to ``GRAD_LIMIT``."""
-  x = jnp.where(jnp.isfinite(x), x, 0.0)
-  def mean_square(p):
-    top = jnp.max(jnp.abs(p), initial=0.0)
-    return jnp.square(top) * jnp.mean(jnp.square(p / jnp.maximum(top, 1e-30)))
-  return jnp.stack([mean_square(p) for p in _pieces(x, sizes)])
+  as zero, and the result stays finite for any input up to ``GRAD_LIMIT``."""
+  units, tops = _unit_pieces(x, sizes)
+  return jnp.stack([jnp.square(top) * jnp.mean(jnp.square(u))
+                    for u, top in zip(units, tops)])
 
 
 def _spike_cuts(meta_params, g, average, count, sizes):

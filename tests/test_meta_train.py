@@ -84,14 +84,18 @@ def _strip_entries(path, suffix):
     np.savez(f, **arrays)
 
 
-def test_a_free_run_saved_before_the_average_growth_resumes(tmp_path):
-  """A checkpoint without the free design's average growth (l2l < 0.3.0)
+@pytest.mark.parametrize('entry', [
+    'average_growth',  # saved by l2l 0.2.x
+    'spike_cut',  # saved by l2l 0.3.x
+])
+def test_a_free_run_saved_before_an_added_entry_resumes(tmp_path, entry):
+  """A checkpoint without a free-design constant that a later l2l added
   resumes with it at 0, the rule it ran under, and fresh moments for it."""
   config = dataclasses.replace(SMALL, design='free', hidden_size=4,
                                meta_steps=6)
   train_lib.train(config, tmp_path, progress=False, stop_after=4)
   path = tmp_path / train_lib.CHECKPOINT
-  suffix = "['nominal']['average_growth']"
+  suffix = f"['nominal']['{entry}']"
   _strip_entries(path, suffix)
   state, _ = l2l.load_checkpoint(path,
                                  train_lib.Trainer(config).state_like(4))
