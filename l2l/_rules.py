@@ -136,11 +136,14 @@ def _tensor_cosines(a: Array, b: Array, sizes) -> Array:
 
 
 # Decay of the free design's average of past directions (its hypergradient
-# reference), bound on its interpolation constant, and decay of its second
-# moment (0.99 rather than Adam's 0.999: chosen on the dev cases, 10 seeds).
+# reference) and bound on its interpolation constant.
 REFERENCE_DECAY = 0.9
 MAX_INTERPOLATION = 0.99
-FREE_SECOND_MOMENT_DECAY = 0.99
+# The free design's second moment decays at 1 - 0.01 e^r, r the nominal
+# 'second_moment_rate' (0.9 for a fresh optimizer since 0.5.0; r = 0 gives
+# the 0.99 of l2l 0.2.0 to 0.4.0), clipped to [0, MAX_SECOND_MOMENT_DECAY].
+BASE_SECOND_MOMENT_RATE = 0.01
+MAX_SECOND_MOMENT_DECAY = 0.999
 # Cosine above which the free design's average discounts its older iterates
 # (chosen on the dev cases, with the growth rate's default 1).
 AVERAGE_THRESHOLD = 0.5
@@ -155,6 +158,14 @@ def interpolation(meta_params) -> Array:
   """The free design's :math:`\beta`, clipped to ``[0, MAX_INTERPOLATION]``."""
   return jnp.clip(meta_params['nominal']['interpolation'], 0.0,
                   MAX_INTERPOLATION)
+
+
+def second_moment_decay(meta_params) -> Array:
+  r"""The free design's :math:`\beta_2 = 1 - 0.01 e^r`, clipped to
+  ``[0, MAX_SECOND_MOMENT_DECAY]``."""
+  rate = BASE_SECOND_MOMENT_RATE * jnp.exp(
+      meta_params['nominal']['second_moment_rate'])
+  return jnp.clip(1.0 - rate, 0.0, MAX_SECOND_MOMENT_DECAY)
 
 
 def average_growth(meta_params) -> Array:
@@ -283,7 +294,8 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
     W_k \leftarrow e^{-\lambda \max(c_k - 1/2,\ 0)}\, W_k + w_k, \quad
     x \leftarrow x + (w_k / W_k)(z - x)
 
-  with :math:`\hat v` decaying at 0.99. The averaging weight is the square
+  with :math:`\hat v` decaying at :math:`\beta_2 = 1 - 0.01 e^r` (0.9
+  fresh). The averaging weight is the square
   of the largest step so far (as ``optax.contrib.schedule_free_adamw``
   weighs by the largest learning rate after warmup), so that iterates
   keep their weight when the hypergradient shrinks the step late in
@@ -301,12 +313,13 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   :math:`-(1 - \beta)\delta + \beta (w_k/W_k)(e - \delta)` and
   :math:`e \leftarrow (1 - w_k/W_k)(e - \delta)`. ``scale`` holds
   :math:`(s_k, W_k, \gamma_k, \bar q_k)` per tensor. :math:`\eta`,
-  :math:`\kappa`, :math:`c_0`, :math:`\beta`, :math:`\lambda` and
-  :math:`\rho` are meta-learned with the LSTM. With a zero read-out the
-  rule is this hypergradient schedule-free Adam (with a frozen step and
+  :math:`\kappa`, :math:`c_0`, :math:`\beta`, :math:`\lambda`,
+  :math:`\rho` and :math:`r` are meta-learned with the LSTM. With a zero
+  read-out the rule is this hypergradient schedule-free Adam (with a frozen
+  step and
   :math:`\lambda = \rho = 0`,
-  ``optax.contrib.schedule_free_adamw`` without weight decay and with
-  :math:`\beta_2 = 0.99`).
+  ``optax.contrib.schedule_free_adamw`` without weight decay, with
+  ``b1`` :math:`= \beta` and ``b2`` :math:`= \beta_2`).
   """
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
@@ -316,7 +329,7 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   cut, spike_average = _spike_cuts(meta_params, g, scale[:, 3], count, sizes)
   offsets = jnp.clip(offsets - cut, MIN_LOG_SCALE, MAX_LOG_SCALE)
   v, ms, t, rsqrt = _accumulate(g, accumulators, count,
-                                FREE_SECOND_MOMENT_DECAY)
+                                second_moment_decay(meta_params))
   normalised = _features(g, ms, t, rsqrt)
   coordinate_offset = _per_coordinate(offsets, sizes)
   inputs = jnp.clip(jnp.stack(

@@ -180,8 +180,9 @@ def test_free_meta_params_of_an_older_rule_warn_on_load(
 
 
 @pytest.mark.parametrize('missing', [
-    ('average_growth', 'spike_cut'),  # saved before 0.3.0
-    ('spike_cut',),  # saved by 0.3.x
+    ('average_growth', 'spike_cut', 'second_moment_rate'),  # before 0.3.0
+    ('spike_cut', 'second_moment_rate'),  # saved by 0.3.x
+    ('second_moment_rate',),  # saved by 0.4.x
 ])
 def test_free_meta_params_saved_without_later_entries_run_their_rule(
     tmp_path, missing):

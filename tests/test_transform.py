@@ -345,7 +345,7 @@ def test_fresh_hyper_design_is_hypergradient_nadam():
   assert len(state.moments) == 5
 
 
-def _hypergradient_schedule_free(lr, kappa, offset, beta, growth, cut,
+def _hypergradient_schedule_free(lr, kappa, offset, beta, growth, cut, b2,
                                   grads_seq, params):
   """Reference for a fresh free design in numpy: explicit z, x and y."""
   y = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
@@ -366,8 +366,8 @@ def _hypergradient_schedule_free(lr, kappa, offset, beta, growth, cut,
       mean_square[k] = 0.9 * mean_square[k] + 0.1 * q
     cosines = [0.0 if t == 1 else gk.ravel() @ hk.ravel() / (
         np.linalg.norm(gk) * np.linalg.norm(hk)) for gk, hk in zip(g, h)]
-    v = [0.99 * a + 0.01 * b * b for a, b in zip(v, g)]
-    d = [b / (np.sqrt(c / (1 - 0.99**t)) + 1e-8) for b, c in zip(g, v)]
+    v = [b2 * a + (1 - b2) * b * b for a, b in zip(v, g)]
+    d = [b / (np.sqrt(c / (1 - b2**t)) + 1e-8) for b, c in zip(g, v)]
     h = [0.9 * a + 0.1 * b for a, b in zip(h, d)]
     updates = []
     for k in range(len(y)):
@@ -390,11 +390,20 @@ _SPIKY_GRADS = [{**g, 'w': (20.0 if i == 7 else 1.0) * g['w']}
                 for i, g in enumerate(_REFERENCE_GRADS)]
 
 
-def test_fresh_free_design_is_hypergradient_schedule_free_adam():
-  opt = l2l.lstm_optimizer(l2l.init_meta_params(KEY, design='free',
-                                                 nominal_lr=0.1))
-  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, 0.9, 1.0, 0.5,
-                                      _SPIKY_GRADS, _REFERENCE_PARAMS)
+@pytest.mark.parametrize('rate, beta, b2', [
+    (None, None, 0.9),  # fresh: beta 0.95, second moment decay 0.9
+    (0.0, 0.9, 0.99),   # the 0.4.0 rule (a file saved without the rate)
+    (np.log(50.0), 0.5, 0.5),
+])
+def test_fresh_free_design_is_hypergradient_schedule_free_adam(rate, beta,
+                                                               b2):
+  meta_params = l2l.init_meta_params(KEY, design='free', nominal_lr=0.1)
+  if rate is not None:
+    meta_params['nominal'].update(second_moment_rate=jnp.float32(rate),
+                                  interpolation=jnp.float32(beta))
+  opt = l2l.lstm_optimizer(meta_params)
+  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, beta or 0.95, 1.0,
+                                      0.5, b2, _SPIKY_GRADS, _REFERENCE_PARAMS)
   state, offsets = _check_against_reference(opt, want, lambda x: x[0], 1e-7,
                                             _SPIKY_GRADS)
   assert len(state.moments) == 6
@@ -412,7 +421,7 @@ def test_prototype_rule_is_the_fresh_free_design(monkeypatch):
       str(pathlib.Path(__file__).parents[1] / 'benchmarks' / 'prototype'))
   import rules  # pylint: disable=import-outside-toplevel
   opt = rules.make('sfh()')
-  want = _hypergradient_schedule_free(0.2, 0.05, -0.03, 0.9, 1.0, 0.5,
+  want = _hypergradient_schedule_free(0.2, 0.05, -0.03, 0.95, 1.0, 0.5, 0.9,
                                       _SPIKY_GRADS, _REFERENCE_PARAMS)
   update, state = jax.jit(opt.update), opt.init(_REFERENCE_PARAMS)
   for grads, (want_offsets, want_updates) in zip(_SPIKY_GRADS, want):

@@ -43,12 +43,13 @@ def _cos(a, b):
       jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-30))
 
 
-def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
+def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.95, b2=0.9, mb=0.9,
         wmax=True, pow=2.0, smin=-4.0, smax=2.5, s0=0.0, freeze=False,
         wgrow=1.0, wc0=0.5, wsig='h', wc0g=None, ssig='h', smix=1.0,
         pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
         spike=10.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5,
-        hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0, bz=0.0, gapdec=0.0):
+        hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0, bz=0.0, gapdec=0.0,
+        ceil=None, crel=0.0, reset=False):
   """Schedule-free Adam with per-tensor hypergradient log steps.
 
   Per tensor k: ``c = cos(g, h)``; ``s += κ (c − c₀)`` (κ = ``kup`` above
@@ -77,7 +78,8 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     zeros = jax.tree.map(jnp.zeros_like, params)
     n = len(jax.tree.leaves(params))
     return State(jnp.zeros([], jnp.int32), zeros, zeros, params, params,
-                 zeros, zeros, jnp.full([n], s0), jnp.zeros([7, n]))
+                 zeros, zeros, jnp.full([n], s0),
+                 jnp.zeros([8, n]).at[7].set(smax))
 
   def update(grads, state, params=None):
     del params
@@ -131,12 +133,20 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
           jnp.sqrt(h_square / (1 - hdec2**k)) + 1e-8)
     s = state.s if freeze else jnp.clip(
         state.s + jnp.where(later, delta, 0.0), smin, smax)
+    ceiling = state.stats[7] + crel
+    cut = jnp.zeros_like(state.s)
     if spike:
       q = jnp.stack([jnp.sum(jnp.square(g)) for g in gl])
       ratio = q / jnp.maximum(
           gate / (1 - sdec**jnp.maximum(tf - 1, 1.0)), 1e-30)
       cut = jnp.maximum(0.0, sk * jnp.log(jnp.maximum(ratio, 1e-30) / spike))
-      s = jnp.clip(s - jnp.where(later, cut, 0.0), smin, smax)
+      cut = jnp.where(later, cut, 0.0)
+      if ceil is not None:  # a cut lowers a ceiling below the cut step
+        ceiling = jnp.where(cut > 0, jnp.minimum(ceiling, s - ceil), ceiling)
+        s = jnp.minimum(s, ceiling + ceil)
+      s = jnp.clip(s - cut, smin, smax)
+      if ceil is not None:
+        s = jnp.minimum(s, ceiling)
       gate = sdec * gate + (1 - sdec) * q
     v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.v, grads)
     momentum = jax.tree.map(lambda m, g: dmom * m + (1 - dmom) * g,
@@ -172,6 +182,9 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     dl = jax.tree.leaves(d)
     zn = [z - step[k] * dk for k, (z, dk) in enumerate(zip(zl, dl))]
     xn = [(1 - mix[k]) * x + mix[k] * z for k, (x, z) in enumerate(zip(xl, zn))]
+    if reset:  # a spike sends the tensor back to its average
+      zn = [jnp.where(cut[k] > 0, x, z) for k, (x, z) in enumerate(zip(xl, zn))]
+      xn = [jnp.where(cut[k] > 0, x0, x) for k, (x0, x) in enumerate(zip(xl, xn))]
     updates = [(1 - beta) * (z1 - z0) + beta * (x1 - x0)
                for z0, z1, x0, x1 in zip(zl, zn, xl, xn)]
     h = jax.tree.map(lambda h, d: mb * h + (1 - mb) * d, state.h, d)
@@ -179,7 +192,8 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     unflatten = treedef.unflatten
     return unflatten(updates), State(
         t, v, momentum, unflatten(zn), unflatten(xn), h, q, s,
-        jnp.stack([total, largest, gate, h_mean, h_square, c_bar, gap_bar]))
+        jnp.stack([total, largest, gate, h_mean, h_square, c_bar, gap_bar,
+                   ceiling]))
 
   return optax.GradientTransformation(init, update)
 
