@@ -38,8 +38,8 @@ FREE_RULE_VERSION = (0, 2, 0)
 # earlier behaviour: a checkpoint saved without them loads with zeros there.
 # 0.3.0 added the free design's average growth rate (and with it its entries
 # in a meta-training run's optimizer state); at 0 the rule is 0.2.0's. 0.4.0
-# added its spike cut; at 0 the rule is 0.3.0's. 0.5.0 added the log rate of
-# its second moment; at 0 the second moment decays at 0.99, as before.
+# added its spike cut; at 0 the rule is 0.3.0's. 0.5.0 made the log rate of
+# its second moment a meta-parameter; at 0 it decays at 0.99, as before.
 ADDED_ENTRIES = ("['nominal']['average_growth']", "['nominal']['spike_cut']",
                  "['nominal']['second_moment_rate']")
 

@@ -262,7 +262,7 @@ def test_ablation_schedule_free_only_is_optax_schedule_free_adamw():
   meta_params['nominal']['log_kappa'] = jnp.log(jnp.float32(0.2))
   ablated = l2l.lstm_optimizer(ablate.ablate(
       meta_params, *ablate.VARIANTS['schedule_free_only']))
-  reference = optax.contrib.schedule_free_adamw(0.2, b1=0.95, b2=0.9,
+  reference = optax.contrib.schedule_free_adamw(0.2, b1=0.9, b2=0.99,
                                                 weight_decay=0.0)
   params = {'w': jnp.linspace(-1.0, 1.0, 5), 'b': jnp.ones(2)}
   state, reference_state = ablated.init(params), reference.init(params)

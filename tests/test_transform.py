@@ -391,8 +391,8 @@ _SPIKY_GRADS = [{**g, 'w': (20.0 if i == 7 else 1.0) * g['w']}
 
 
 @pytest.mark.parametrize('rate, beta, b2', [
-    (None, None, 0.9),  # fresh: beta 0.95, second moment decay 0.9
-    (0.0, 0.9, 0.99),   # the 0.4.0 rule (a file saved without the rate)
+    (None, None, 0.99),  # fresh: beta 0.9, second moment decay 0.99
+    (np.log(10.0), 0.95, 0.9),  # the eighth round's candidate
     (np.log(50.0), 0.5, 0.5),
 ])
 def test_fresh_free_design_is_hypergradient_schedule_free_adam(rate, beta,
@@ -402,7 +402,7 @@ def test_fresh_free_design_is_hypergradient_schedule_free_adam(rate, beta,
     meta_params['nominal'].update(second_moment_rate=jnp.float32(rate),
                                   interpolation=jnp.float32(beta))
   opt = l2l.lstm_optimizer(meta_params)
-  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, beta or 0.95, 1.0,
+  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, beta or 0.9, 1.0,
                                       0.5, b2, _SPIKY_GRADS, _REFERENCE_PARAMS)
   state, offsets = _check_against_reference(opt, want, lambda x: x[0], 1e-7,
                                             _SPIKY_GRADS)
@@ -421,7 +421,7 @@ def test_prototype_rule_is_the_fresh_free_design(monkeypatch):
       str(pathlib.Path(__file__).parents[1] / 'benchmarks' / 'prototype'))
   import rules  # pylint: disable=import-outside-toplevel
   opt = rules.make('sfh()')
-  want = _hypergradient_schedule_free(0.2, 0.05, -0.03, 0.95, 1.0, 0.5, 0.9,
+  want = _hypergradient_schedule_free(0.2, 0.05, -0.03, 0.9, 1.0, 0.5, 0.99,
                                       _SPIKY_GRADS, _REFERENCE_PARAMS)
   update, state = jax.jit(opt.update), opt.init(_REFERENCE_PARAMS)
   for grads, (want_offsets, want_updates) in zip(_SPIKY_GRADS, want):

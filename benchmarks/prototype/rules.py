@@ -43,7 +43,7 @@ def _cos(a, b):
       jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-30))
 
 
-def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.95, b2=0.9, mb=0.9,
+def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
         wmax=True, pow=2.0, smin=-4.0, smax=2.5, s0=0.0, freeze=False,
         wgrow=1.0, wc0=0.5, wsig='h', wc0g=None, ssig='h', smix=1.0,
         pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
@@ -70,7 +70,10 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.95, b2=0.9, mb=0.9,
   moves c₀ toward ``c0d`` as the fraction of steps with ``c > wc0`` (decay
   ``gdec``) reaches ``rsat``; ``freeze`` keeps ``s`` at ``s0``; ``hnorm``
   replaces ``κ (c − c₀)`` by ``hnorm`` times its running mean over its
-  running RMS (decays ``hdec``, ``hdec2``).
+  running RMS (decays ``hdec``, ``hdec2``); ``ceil`` caps ``s`` below the
+  offset at which the last spike cut fired, less ``ceil``, the cap rising by
+  ``crel`` per step; ``reset`` sends a tensor whose step was cut back to its
+  average (``z = x``).
   """
   kdown = kup if kdown is None else kdown
 
