@@ -49,7 +49,8 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
         pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
         spike=10.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5,
         hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0, bz=0.0, gapdec=0.0,
-        ceil=None, crel=0.0, reset=False, vcap=None, vfast=0.9):
+        ceil=None, crel=0.0, reset=False, vcap=None, vfast=0.9,
+        vreset=None):
   """Schedule-free Adam with per-tensor hypergradient log steps.
 
   Per tensor k: ``c = cos(g, h)``; ``s += κ (c − c₀)`` (κ = ``kup`` above
@@ -73,7 +74,9 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
   running RMS (decays ``hdec``, ``hdec2``); ``ceil`` caps ``s`` below the
   offset at which the last spike cut fired, less ``ceil``, the cap rising by
   ``crel`` per step; ``reset`` sends a tensor whose step was cut back to its
-  average (``z = x``); ``vcap`` caps the second moment at ``vcap`` times
+  average (``z = x``); ``vreset`` restarts a tensor's second moment from
+  ``g²`` when its mean square falls below 1/``vreset`` of its running
+  average (the spike cut's); ``vcap`` caps the second moment at ``vcap`` times
   one decaying at ``vfast``.
   """
   kdown = kup if kdown is None else kdown
@@ -153,6 +156,11 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
         s = jnp.minimum(s, ceiling)
       gate = sdec * gate + (1 - sdec) * q
     v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.v, grads)
+    if vreset and spike:  # a drop below 1/vreset of the average restarts v
+      drop = later & (ratio < 1.0 / vreset)
+      v = jax.tree.unflatten(treedef, [
+          jnp.where(drop[k], g * g * (1 - b2**tf), vk)
+          for k, (g, vk) in enumerate(zip(gl, jax.tree.leaves(v)))])
     if vcap:  # the momentum slot holds a fast second moment
       momentum = jax.tree.map(lambda m, g: vfast * m + (1 - vfast) * g * g,
                               state.momentum, grads)
