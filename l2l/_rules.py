@@ -295,8 +295,7 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
     x \leftarrow x + (w_k / W_k)(z - x)
 
   with :math:`\hat v` decaying at :math:`\beta_2 = 1 - 0.01 e^r` (0.99
-  fresh). The averaging weight is the square
-  of the largest step so far (as ``optax.contrib.schedule_free_adamw``
+  fresh). The averaging weight is the square of the largest step so far (as ``optax.contrib.schedule_free_adamw``
   weighs by the largest learning rate after warmup), so that iterates
   keep their weight when the hypergradient shrinks the step late in
   training. While a tensor's gradient agrees with its past directions
@@ -316,8 +315,7 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   :math:`\kappa`, :math:`c_0`, :math:`\beta`, :math:`\lambda`,
   :math:`\rho` and :math:`r` are meta-learned with the LSTM. With a zero
   read-out the rule is this hypergradient schedule-free Adam (with a frozen
-  step and
-  :math:`\lambda = \rho = 0`,
+  step and :math:`\lambda = \rho = 0`,
   ``optax.contrib.schedule_free_adamw`` without weight decay, with
   ``b1`` :math:`= \beta` and ``b2`` :math:`= \beta_2`).
   """
