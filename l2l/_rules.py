@@ -119,8 +119,9 @@ def _unit_pieces(x: Array, sizes) -> tuple[list[Array], list[Array]]:
   return [p / jnp.maximum(top, 1e-30) for p, top in zip(pieces, tops)], tops
 
 
-def _tensor_cosines(a: Array, b: Array, sizes) -> Array:
-  """Cosine between ``a`` and ``b`` within each tensor; 0 where either is 0.
+def _tensor_cosines(a: list[Array], b: list[Array]) -> Array:
+  """Cosine between the unit pieces (``_unit_pieces``) ``a`` and ``b`` of
+  each tensor; 0 where either is 0.
 
   Non-finite coordinates count as zero, so that one bad coordinate does not
   poison its tensor's step offset (its own update is still non-finite).
@@ -128,7 +129,6 @@ def _tensor_cosines(a: Array, b: Array, sizes) -> Array:
   squares stay finite for any finite input.
   """
   total = lambda parts: jnp.stack([jnp.sum(p) for p in parts])
-  (a, _), (b, _) = _unit_pieces(a, sizes), _unit_pieces(b, sizes)
   dot = total([x * y for x, y in zip(a, b)])
   norms = jnp.sqrt(jnp.maximum(total([x * x for x in a])
                                * total([y * y for y in b]), 1e-30))
@@ -178,20 +178,21 @@ def spike_cut(meta_params) -> Array:
   return jnp.maximum(meta_params['nominal']['spike_cut'], 0.0)
 
 
-def _mean_squares(x: Array, sizes) -> Array:
-  """Mean square of ``x`` within each tensor; non-finite coordinates count
-  as zero, and the result stays finite for any input up to ``GRAD_LIMIT``."""
-  units, tops = _unit_pieces(x, sizes)
+def _mean_squares(units: list[Array], tops: list[Array]) -> Array:
+  """Mean square of each tensor from its unit pieces and largest magnitudes
+  (``_unit_pieces``): non-finite coordinates count as zero, and the result
+  stays finite for any input up to ``GRAD_LIMIT``."""
   return jnp.stack([jnp.square(top) * jnp.mean(jnp.square(u))
                     for u, top in zip(units, tops)])
 
 
-def _spike_cuts(meta_params, g, average, count, sizes):
+def _spike_cuts(meta_params, units, tops, average, count):
   r"""The cut of each tensor's log step offset and its moved running average
   of the gradient's mean square: :math:`\rho \max(0, \log(q / (10
   \bar q)))`; 0 at step 1 and while :math:`\bar q = 0` (a tensor whose
-  gradient was zero so far has taken no step to cut)."""
-  q = _mean_squares(g, sizes)
+  gradient was zero so far has taken no step to cut). ``units, tops`` are
+  the gradient's ``_unit_pieces``."""
+  q = _mean_squares(units, tops)
   t = count.astype(jnp.float32)
   corrected = average / (1 - SPIKE_DECAY**jnp.maximum(t - 1, 1.0))
   # bounded, so that the log stays finite and rho = 0 gives exactly 0
@@ -202,13 +203,14 @@ def _spike_cuts(meta_params, g, average, count, sizes):
           SPIKE_DECAY * average + (1 - SPIKE_DECAY) * q)
 
 
-def _step_offsets(meta_params, g, reference, count, offsets, sizes):
+def _step_offsets(meta_params, units, reference, count, offsets, sizes):
   """The hypergradient update of the per-tensor log step offsets.
 
-  Returns the tensors' cosines between ``g`` and ``reference`` and the
-  moved offsets (unmoved at step 1), clipped to the offset bounds.
+  Returns the tensors' cosines between the gradient (its unit pieces
+  ``units``) and ``reference``, and the moved offsets (unmoved at step 1),
+  clipped to the offset bounds.
   """
-  cosine = _tensor_cosines(g, reference, sizes)
+  cosine = _tensor_cosines(units, _unit_pieces(reference, sizes)[0])
   nominal = meta_params['nominal']
   moved = offsets + jnp.exp(nominal['log_kappa']) * (cosine - nominal['offset'])
   return cosine, jnp.where(
@@ -247,7 +249,9 @@ def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   *accumulators, previous = moments
-  cosine, scale = _step_offsets(meta_params, g, previous, count, scale, sizes)
+  units, _ = _unit_pieces(g, sizes)
+  cosine, scale = _step_offsets(meta_params, units, previous, count, scale,
+                                sizes)
   nominal = meta_params['nominal']
   v, ms, t, rsqrt = _accumulate(g, accumulators, count)
   normalised = _features(g, ms, t, rsqrt)
@@ -294,37 +298,38 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
     W_k \leftarrow e^{-\lambda \max(c_k - 1/2,\ 0)}\, W_k + w_k, \quad
     x \leftarrow x + (w_k / W_k)(z - x)
 
-  with :math:`\hat v` decaying at :math:`\beta_2 = 1 - 0.01 e^r` (0.99
-  fresh). The averaging weight is the square of the largest step so far (as ``optax.contrib.schedule_free_adamw``
-  weighs by the largest learning rate after warmup), so that iterates
-  keep their weight when the hypergradient shrinks the step late in
-  training. While a tensor's gradient agrees with its past directions
-  (:math:`c_k > 1/2`: the iterates are still travelling, as on a
-  noise-free problem far from its minimum) the weight of its older iterates
-  decays at rate :math:`\lambda`, so that :math:`x` follows :math:`z`
-  instead of lagging behind it; under gradient noise :math:`c_k` stays
-  near 0 and the average is schedule-free's. When the mean square
-  :math:`q_k` of a tensor's gradient jumps above ten times its running
-  average :math:`\bar q_k` (a loss spike after too large a step), its log
-  step is cut at once by :math:`\rho` times the log of the excess, which
-  lets the rule start from a larger step. Only :math:`e = z - x` is
-  stored (it starts at 0), so the update :math:`u = y_{t+1} - y_t` is
+  with :math:`\hat v` decaying at :math:`\beta_2 = 1 - 0.01 e^r` (0.99 fresh).
+  The averaging weight is the square of the largest step so far (as
+  ``optax.contrib.schedule_free_adamw`` weighs by the largest learning rate
+  after warmup), so that iterates keep their weight when the hypergradient
+  shrinks the step late in training. While a tensor's gradient agrees with its
+  past directions (:math:`c_k > 1/2`: the iterates are still travelling, as on
+  a noise-free problem far from its minimum) the weight of its older iterates
+  decays at rate :math:`\lambda`, so that :math:`x` follows :math:`z` instead
+  of lagging behind it; under gradient noise :math:`c_k` stays near 0 and the
+  average is schedule-free's. When the mean square :math:`q_k` of a tensor's
+  gradient jumps above ten times its running average :math:`\bar q_k` (a loss
+  spike after too large a step), its log step is cut at once by :math:`\rho`
+  times the log of the excess, which lets the rule start from a larger step.
+  Only :math:`e = z - x` is stored (it starts at 0), so the update
+  :math:`u = y_{t+1} - y_t` is
   :math:`-(1 - \beta)\delta + \beta (w_k/W_k)(e - \delta)` and
   :math:`e \leftarrow (1 - w_k/W_k)(e - \delta)`. ``scale`` holds
   :math:`(s_k, W_k, \gamma_k, \bar q_k)` per tensor. :math:`\eta`,
-  :math:`\kappa`, :math:`c_0`, :math:`\beta`, :math:`\lambda`,
-  :math:`\rho` and :math:`r` are meta-learned with the LSTM. With a zero
-  read-out the rule is this hypergradient schedule-free Adam (with a frozen
-  step and :math:`\lambda = \rho = 0`,
-  ``optax.contrib.schedule_free_adamw`` without weight decay, with
-  ``b1`` :math:`= \beta` and ``b2`` :math:`= \beta_2`).
+  :math:`\kappa`, :math:`c_0`, :math:`\beta`, :math:`\lambda`, :math:`\rho`
+  and :math:`r` are meta-learned with the LSTM. With a zero read-out the rule
+  is this hypergradient schedule-free Adam (with a frozen step and
+  :math:`\lambda = \rho = 0`, ``optax.contrib.schedule_free_adamw`` without
+  weight decay, with ``b1`` :math:`= \beta` and ``b2`` :math:`= \beta_2`).
   """
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   *accumulators, reference, gap = moments
-  cosine, offsets = _step_offsets(meta_params, g, reference, count,
+  units, tops = _unit_pieces(g, sizes)  # shared by the cosine and the cut
+  cosine, offsets = _step_offsets(meta_params, units, reference, count,
                                   scale[:, 0], sizes)
-  cut, spike_average = _spike_cuts(meta_params, g, scale[:, 3], count, sizes)
+  cut, spike_average = _spike_cuts(meta_params, units, tops, scale[:, 3],
+                                   count)
   offsets = jnp.clip(offsets - cut, MIN_LOG_SCALE, MAX_LOG_SCALE)
   v, ms, t, rsqrt = _accumulate(g, accumulators, count,
                                 second_moment_decay(meta_params))
