@@ -111,9 +111,10 @@ def init_meta_params(
     ``{'nominal': {'log_lr': ...}}`` for the adaptive design and
     ``{'nominal': {'log_lr', 'log_kappa', 'offset'}}`` for the hyper one
     (hypergradient rate 0.05, offset -0.03) and those plus
-    ``'interpolation'`` (0.9), ``'average_growth'`` (1), ``'spike_cut'``
-    (1/2) and ``'second_moment_rate'`` (0: the second moment decays at
-    1 - 0.01 e^0 = 0.99) for the free one.
+    ``'interpolation'`` (0.93), ``'average_growth'`` (1), ``'spike_cut'``
+    (1/2), ``'second_moment_rate'`` (0: the second moment decays at
+    1 - 0.01 e^0 = 0.99) and ``'second_moment_warmup'`` (40: it decays at
+    0.8 for the first 40 steps) for the free one.
   """
   if design not in DESIGNS:
     raise ValueError(f'unknown design {design!r}; choose from {sorted(DESIGNS)}')
@@ -134,8 +135,9 @@ def init_meta_params(
                                   offset=jnp.float32(-0.03))
   if design == 'free':
     meta_params['nominal'].update(
-        interpolation=jnp.float32(0.9), average_growth=jnp.float32(1.0),
-        spike_cut=jnp.float32(0.5), second_moment_rate=jnp.float32(0.0))
+        interpolation=jnp.float32(0.93), average_growth=jnp.float32(1.0),
+        spike_cut=jnp.float32(0.5), second_moment_rate=jnp.float32(0.0),
+        second_moment_warmup=jnp.float32(40.0))
   return meta_params
 
 

@@ -346,14 +346,15 @@ def test_fresh_hyper_design_is_hypergradient_nadam():
 
 
 def _hypergradient_schedule_free(lr, kappa, offset, beta, growth, cut, b2,
-                                  grads_seq, params):
-  """Reference for a fresh free design in numpy: explicit z, x and y."""
+                                  warmup, grads_seq, params):
+  """Reference for a fresh free design in numpy: explicit z, x and y; the
+  second moment decays at 0.8 for ``warmup`` steps, then at ``b2``."""
   y = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
   z, x = [a.copy() for a in y], [a.copy() for a in y]
   v = [np.zeros_like(a) for a in y]
   h = [np.zeros_like(a) for a in y]
   s, total, peak, out = [0.0] * len(y), [0.0] * len(y), [0.0] * len(y), []
-  mean_square = [0.0] * len(y)
+  mean_square, product = [0.0] * len(y), 1.0
   for t, grads in enumerate(grads_seq, start=1):
     g = [np.asarray(a, np.float64) for a in jax.tree.leaves(grads)]
     s = _moved_offsets(s, t, g, h, kappa, offset)
@@ -366,8 +367,10 @@ def _hypergradient_schedule_free(lr, kappa, offset, beta, growth, cut, b2,
       mean_square[k] = 0.9 * mean_square[k] + 0.1 * q
     cosines = [0.0 if t == 1 else gk.ravel() @ hk.ravel() / (
         np.linalg.norm(gk) * np.linalg.norm(hk)) for gk, hk in zip(g, h)]
-    v = [b2 * a + (1 - b2) * b * b for a, b in zip(v, g)]
-    d = [b / (np.sqrt(c / (1 - b2**t)) + 1e-8) for b, c in zip(g, v)]
+    decay = 0.8 if t <= warmup else b2
+    product *= decay
+    v = [decay * a + (1 - decay) * b * b for a, b in zip(v, g)]
+    d = [b / (np.sqrt(c / (1 - product)) + 1e-8) for b, c in zip(g, v)]
     h = [0.9 * a + 0.1 * b for a, b in zip(h, d)]
     updates = []
     for k in range(len(y)):
@@ -390,20 +393,26 @@ _SPIKY_GRADS = [{**g, 'w': (20.0 if i == 7 else 1.0) * g['w']}
                 for i, g in enumerate(_REFERENCE_GRADS)]
 
 
-@pytest.mark.parametrize('rate, beta, b2', [
-    (None, None, 0.99),  # fresh: beta 0.9, second moment decay 0.99
-    (np.log(10.0), 0.95, 0.9),  # the eighth round's candidate
-    (np.log(50.0), 0.5, 0.5),
+@pytest.mark.parametrize('rate, beta, warmup, b2, want_warmup', [
+    # fresh: beta 0.93, second moment decay 0.8 for 40 steps, then 0.99
+    (None, None, None, 0.99, 40),
+    (0.0, 0.9, 0.0, 0.99, 0),  # the 0.5.0 rule (a file without the warm-up)
+    (np.log(10.0), 0.95, 0.0, 0.9, 0),  # the eighth round's candidate
+    (np.log(50.0), 0.5, 4.0, 0.5, 4),  # the decay changes mid-sequence
+    (0.0, 0.93, 3.7, 0.99, 3),  # a fractional warm-up is rounded down
+    (0.0, 0.93, -2.0, 0.99, 0),  # a negative one is none
 ])
-def test_fresh_free_design_is_hypergradient_schedule_free_adam(rate, beta,
-                                                               b2):
+def test_fresh_free_design_is_hypergradient_schedule_free_adam(
+    rate, beta, warmup, b2, want_warmup):
   meta_params = l2l.init_meta_params(KEY, design='free', nominal_lr=0.1)
   if rate is not None:
     meta_params['nominal'].update(second_moment_rate=jnp.float32(rate),
-                                  interpolation=jnp.float32(beta))
+                                  interpolation=jnp.float32(beta),
+                                  second_moment_warmup=jnp.float32(warmup))
   opt = l2l.lstm_optimizer(meta_params)
-  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, beta or 0.9, 1.0,
-                                      0.5, b2, _SPIKY_GRADS, _REFERENCE_PARAMS)
+  want = _hypergradient_schedule_free(0.1, 0.05, -0.03, beta or 0.93, 1.0,
+                                      0.5, b2, want_warmup, _SPIKY_GRADS,
+                                      _REFERENCE_PARAMS)
   state, offsets = _check_against_reference(opt, want, lambda x: x[0], 1e-7,
                                             _SPIKY_GRADS)
   assert len(state.moments) == 6
@@ -421,8 +430,8 @@ def test_prototype_rule_is_the_fresh_free_design(monkeypatch):
       str(pathlib.Path(__file__).parents[1] / 'benchmarks' / 'prototype'))
   import rules  # pylint: disable=import-outside-toplevel
   opt = rules.make('sfh()')
-  want = _hypergradient_schedule_free(0.2, 0.05, -0.03, 0.9, 1.0, 0.5, 0.99,
-                                      _SPIKY_GRADS, _REFERENCE_PARAMS)
+  want = _hypergradient_schedule_free(0.2, 0.05, -0.03, 0.93, 1.0, 0.5, 0.99,
+                                      40, _SPIKY_GRADS, _REFERENCE_PARAMS)
   update, state = jax.jit(opt.update), opt.init(_REFERENCE_PARAMS)
   for grads, (want_offsets, want_updates) in zip(_SPIKY_GRADS, want):
     updates, state = update(grads, state)

@@ -6,10 +6,14 @@ before porting a winner to ``l2l/_rules.py``. Its keyword arguments switch
 the variants the README reports; the defaults are the shipped rule with a
 zero read-out:
 
-  sfh(lr=0.2, kup=0.05, c0=-0.03, beta=0.9, b2=0.99, mb=0.9, wmax=True,
-      wgrow=1.0, wc0=0.5, spike=10.0, sk=0.5)
+  sfh(lr=0.2, kup=0.05, c0=-0.03, beta=0.93, b2=0.99, mb=0.9, wmax=True,
+      wgrow=1.0, wc0=0.5, spike=10.0, sk=0.5, b2switch=40, b2start=0.8)
 
-(the seventh round's rule; the sixth round's is ``sfh(lr=0.1, spike=0)``)
+(the ninth round's rule, l2l 0.6.0; the seventh round's, shipped in 0.4.0
+and 0.5.0, is ``sfh(beta=0.9, b2switch=None)``, and the sixth round's
+``sfh(lr=0.1, spike=0, beta=0.9, b2switch=None)``; the eighth round's
+commands in the README, written before 0.6.0, mean the seventh round's rule
+by ``sfh()``)
 
 A name such as ``"sfh(lr=0.2, kdown=0.01)"`` is parsed by :func:`make`.
 This is a research harness: it stores ``z`` and ``x`` explicitly (the
@@ -36,6 +40,7 @@ class State(NamedTuple):
   q: Any          # running average of squared directions (snr signals)
   s: jax.Array    # per-tensor log step offsets
   stats: jax.Array  # [W, largest step, gate or spike average, hnorm's moments]
+  vn: jax.Array = jnp.zeros([])  # bias correction of v under b2warm
 
 
 def _cos(a, b):
@@ -43,14 +48,14 @@ def _cos(a, b):
       jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-30))
 
 
-def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
+def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.93, b2=0.99, mb=0.9,
         wmax=True, pow=2.0, smin=-4.0, smax=2.5, s0=0.0, freeze=False,
         wgrow=1.0, wc0=0.5, wsig='h', wc0g=None, ssig='h', smix=1.0,
         pn=1.0, dmom=0.0, grow='lin', cl=0.999, dz=0.0, tau=0.0,
         spike=10.0, sdec=0.9, sk=0.5, c0d=None, gdec=0.99, rsat=0.5,
         hnorm=0.0, hdec=0.9, hdec2=0.99, band=0.1, bdec=0.0, bz=0.0, gapdec=0.0,
         ceil=None, crel=0.0, reset=False, vcap=None, vfast=0.9,
-        vreset=None):
+        vreset=None, b2warm=None, b2start=0.8, b2switch=40):
   """Schedule-free Adam with per-tensor hypergradient log steps.
 
   Per tensor k: ``c = cos(g, h)``; ``s += κ (c − c₀)`` (κ = ``kup`` above
@@ -77,7 +82,10 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
   average (``z = x``); ``vreset`` restarts a tensor's second moment from
   ``g²`` when its mean square falls below 1/``vreset`` of its running
   average (the spike cut's); ``vcap`` caps the second moment at ``vcap`` times
-  one decaying at ``vfast``.
+  one decaying at ``vfast``; ``b2warm`` T lets the second moment's decay
+  rise from ``b2start`` to ``b2``: ``1 − β₂ₜ = (1 − b2) + (b2 − b2start)
+  e^(−(t−1)/T)``, bias-corrected by its running normaliser; ``b2switch`` T
+  decays it at ``b2start`` for T steps, then at ``b2``.
   """
   kdown = kup if kdown is None else kdown
 
@@ -86,7 +94,7 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     n = len(jax.tree.leaves(params))
     return State(jnp.zeros([], jnp.int32), zeros, zeros, params, params,
                  zeros, zeros, jnp.full([n], s0),
-                 jnp.zeros([8, n]).at[7].set(smax))
+                 jnp.zeros([8, n]).at[7].set(smax), jnp.zeros([]))
 
   def update(grads, state, params=None):
     del params
@@ -155,11 +163,17 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
       if ceil is not None:
         s = jnp.minimum(s, ceiling)
       gate = sdec * gate + (1 - sdec) * q
-    v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.v, grads)
+    b2t = b2
+    if b2warm:
+      b2t = 1 - ((1 - b2) + (b2 - b2start) * jnp.exp(-(tf - 1) / b2warm))
+    if b2switch and not b2warm:  # b2start for b2switch steps, then b2
+      b2t = jnp.where(tf <= b2switch, b2start, b2)
+    vn = b2t * state.vn + (1 - b2t)
+    v = jax.tree.map(lambda v, g: b2t * v + (1 - b2t) * g * g, state.v, grads)
     if vreset and spike:  # a drop below 1/vreset of the average restarts v
       drop = later & (ratio < 1.0 / vreset)
       v = jax.tree.unflatten(treedef, [
-          jnp.where(drop[k], g * g * (1 - b2**tf), vk)
+          jnp.where(drop[k], g * g * vn, vk)
           for k, (g, vk) in enumerate(zip(gl, jax.tree.leaves(v)))])
     if vcap:  # the momentum slot holds a fast second moment
       momentum = jax.tree.map(lambda m, g: vfast * m + (1 - vfast) * g * g,
@@ -171,7 +185,7 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
               if dmom else grads)
 
     def direction(g, v, fast):
-      v_hat = v / (1 - b2**tf)
+      v_hat = v / vn
       if vcap:  # at most vcap times the fast second moment
         v_hat = jnp.minimum(v_hat, vcap * fast / (1 - vfast**tf))
       return g / (jnp.sqrt(v_hat)**pn * jnp.sqrt(jnp.mean(v_hat))**(1 - pn)
@@ -211,7 +225,7 @@ def sfh(lr=0.2, kup=0.05, kdown=None, c0=-0.03, beta=0.9, b2=0.99, mb=0.9,
     return unflatten(updates), State(
         t, v, momentum, unflatten(zn), unflatten(xn), h, q, s,
         jnp.stack([total, largest, gate, h_mean, h_square, c_bar, gap_bar,
-                   ceiling]))
+                   ceiling]), vn)
 
   return optax.GradientTransformation(init, update)
 
