@@ -47,7 +47,8 @@ class TrainConfig:
       nominal constants and the LSTM's read-out layer (the LSTM layers keep
       their random initial weights as fixed recurrent features), which
       makes the ES estimate far less noisy; or ``'output'``: the read-out
-      layer alone (the nominal constants stay as initialised).
+      layer alone (the nominal constants stay as initialised). Step counts
+      (the free design's second-moment warm-up) are never trained.
     design: the learned optimizer's design (a key of ``l2l.DESIGNS``):
       ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` (Adam-normalised
       momenta and a nominal Adam term), ``'hyper'`` (those inputs plus a

@@ -180,9 +180,11 @@ def test_free_meta_params_of_an_older_rule_warn_on_load(
 
 
 @pytest.mark.parametrize('missing', [
-    ('average_growth', 'spike_cut', 'second_moment_rate'),  # before 0.3.0
-    ('spike_cut', 'second_moment_rate'),  # saved by 0.3.x
-    ('second_moment_rate',),  # saved by 0.4.x
+    ('average_growth', 'spike_cut', 'second_moment_rate',
+     'second_moment_warmup'),  # before 0.3.0
+    ('spike_cut', 'second_moment_rate', 'second_moment_warmup'),  # 0.3.x
+    ('second_moment_rate', 'second_moment_warmup'),  # saved by 0.4.x
+    ('second_moment_warmup',),  # saved by 0.5.x
 ])
 def test_free_meta_params_saved_without_later_entries_run_their_rule(
     tmp_path, missing):

@@ -284,3 +284,13 @@ def test_es_moves_only_trainable_leaves(subset, moved):
   assert moved <= changed
   if subset != 'all':
     assert changed == moved
+
+
+@pytest.mark.parametrize('subset', ['all', 'readout', 'output'])
+def test_step_counts_are_never_trained(subset):
+  meta_params = l2l.init_meta_params(jax.random.key(0), design='free')
+  marks = train_lib.trainable_leaves(meta_params, subset)
+  assert marks['nominal']['second_moment_warmup'] is False
+  others = [v for k, v in marks['nominal'].items()
+            if k != 'second_moment_warmup']
+  assert all(others) == (subset != 'output') and any(others) == all(others)

@@ -88,6 +88,7 @@ def _strip_entries(path, suffix):
     'average_growth',  # saved by l2l 0.2.x
     'spike_cut',  # saved by l2l 0.3.x
     'second_moment_rate',  # saved by l2l 0.4.x
+    'second_moment_warmup',  # saved by l2l 0.5.x
 ])
 def test_a_free_run_saved_before_an_added_entry_resumes(tmp_path, entry):
   """A checkpoint without a free-design constant that a later l2l added
