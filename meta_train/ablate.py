@@ -17,6 +17,8 @@ optimizer with a part switched off:
   schedule-free average never discounts its older iterates.
 - ``no_spike_cut`` (free): the spike cut's strength at 0, so that only the
   hypergradient moves the step offsets.
+- ``no_second_moment_warmup`` (free): no warm-up of the second moment, which
+  then decays at its long-run rate from the first step.
 - ``nadam_only`` (hyper) and ``schedule_free_only`` (free): all of the
   above, i.e. NAdam or schedule-free Adam at the meta-learned learning rate.
 
@@ -32,15 +34,17 @@ import l2l
 
 # variant -> (read-out columns switched off (0: step factor, 1: direction),
 # whether the per-tensor step offsets are frozen, whether the free design's
-# average growth is switched off, whether its spike cut is switched off).
-VARIANTS = {'nominal_only': ((0, 1), False, False, False),
-            'no_step_factor': ((0,), False, False, False),
-            'no_direction': ((1,), False, False, False),
-            'no_hypergradient': ((), True, False, False),
-            'no_average_growth': ((), False, True, False),
-            'no_spike_cut': ((), False, False, True),
-            'nadam_only': ((0, 1), True, False, False),
-            'schedule_free_only': ((0, 1), True, True, False)}
+# average growth is switched off, whether its spike cut is switched off,
+# whether its second moment's warm-up is switched off).
+VARIANTS = {'nominal_only': ((0, 1), False, False, False, False),
+            'no_step_factor': ((0,), False, False, False, False),
+            'no_direction': ((1,), False, False, False, False),
+            'no_hypergradient': ((), True, False, False, False),
+            'no_average_growth': ((), False, True, False, False),
+            'no_spike_cut': ((), False, False, True, False),
+            'no_second_moment_warmup': ((), False, False, False, True),
+            'nadam_only': ((0, 1), True, False, False, False),
+            'schedule_free_only': ((0, 1), True, True, False, True)}
 _ONLY = {'hyper': 'nadam_only', 'free': 'schedule_free_only'}
 # log kappa that makes exp(log kappa) exactly 0 in float32.
 _FROZEN_LOG_KAPPA = -1e4
@@ -52,16 +56,17 @@ def variants(design: str) -> list[str]:
     raise ValueError(f'ablations apply to the adaptive, hyper and free '
                      f'designs, not {design!r}')
   def applies(name):
-    _, freeze, fixed_average, no_spike = VARIANTS[name]
+    _, freeze, fixed_average, no_spike, no_warmup = VARIANTS[name]
     if name in _ONLY.values():
       return name == _ONLY.get(design)
-    return ((design != 'adaptive' or not freeze)
-            and (design == 'free' or not (fixed_average or no_spike)))
+    return ((design != 'adaptive' or not freeze) and (
+        design == 'free' or not (fixed_average or no_spike or no_warmup)))
   return [name for name in VARIANTS if applies(name)]
 
 
 def ablate(meta_params, columns, freeze_scale: bool = False,
-           fixed_average: bool = False, no_spike_cut: bool = False) -> dict:
+           fixed_average: bool = False, no_spike_cut: bool = False,
+           no_warmup: bool = False) -> dict:
   """Returns ``meta_params`` with the read-out ``columns`` set to zero.
 
   Args:
@@ -72,10 +77,11 @@ def ablate(meta_params, columns, freeze_scale: bool = False,
       design's spike cut 0).
     fixed_average: also set the free design's average growth rate to 0.
     no_spike_cut: also set the free design's spike cut to 0.
+    no_warmup: also set the free design's second-moment warm-up to 0 steps.
   """
   design = l2l.architecture(meta_params)['design']
   if (design == 'paper' or (freeze_scale and design not in _ONLY)
-      or ((fixed_average or no_spike_cut) and design != 'free')):
+      or ((fixed_average or no_spike_cut or no_warmup) and design != 'free')):
     raise ValueError(f'this ablation does not apply to the {design} design')
   output = dict(meta_params['params']['output'])
   mask = jnp.ones(output['bias'].shape)
@@ -92,6 +98,9 @@ def ablate(meta_params, columns, freeze_scale: bool = False,
   if fixed_average:
     ablated['nominal'] = {**ablated['nominal'],
                           'average_growth': jnp.float32(0.0)}
+  if no_warmup:
+    ablated['nominal'] = {**ablated['nominal'],
+                          'second_moment_warmup': jnp.float32(0.0)}
   return ablated
 
 

@@ -262,7 +262,7 @@ def test_ablation_schedule_free_only_is_optax_schedule_free_adamw():
   meta_params['nominal']['log_kappa'] = jnp.log(jnp.float32(0.2))
   ablated = l2l.lstm_optimizer(ablate.ablate(
       meta_params, *ablate.VARIANTS['schedule_free_only']))
-  reference = optax.contrib.schedule_free_adamw(0.2, b1=0.9, b2=0.99,
+  reference = optax.contrib.schedule_free_adamw(0.2, b1=0.93, b2=0.99,
                                                 weight_decay=0.0)
   params = {'w': jnp.linspace(-1.0, 1.0, 5), 'b': jnp.ones(2)}
   state, reference_state = ablated.init(params), reference.init(params)
@@ -310,7 +310,7 @@ def test_hyper_ablations(variant, zero_readout, moves_scale):
                'no_hypergradient', 'nadam_only']),
     ('free', ['nominal_only', 'no_step_factor', 'no_direction',
               'no_hypergradient', 'no_average_growth', 'no_spike_cut',
-              'schedule_free_only']),
+              'no_second_moment_warmup', 'schedule_free_only']),
 ])
 def test_ablation_variants_per_design(design, variants):
   assert ablate.variants(design) == variants
@@ -319,6 +319,7 @@ def test_ablation_variants_per_design(design, variants):
 @pytest.mark.parametrize('variant, entry', [
     ('no_average_growth', 'average_growth'),
     ('no_spike_cut', 'spike_cut'),
+    ('no_second_moment_warmup', 'second_moment_warmup'),
 ])
 def test_free_ablations_keep_every_other_part(variant, entry):
   meta_params = l2l.init_meta_params(jax.random.key(0), design='free')
