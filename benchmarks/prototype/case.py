@@ -36,7 +36,8 @@ class Subset:
 
   def sample_task(self, rng):
     task = self.family.sample_task(rng)
-    return task.replace(x=task.x[:self.n], y=task.y[:self.n])
+    return task.replace(**{k: getattr(task, k)[:self.n] for k in ('x', 'y')
+                           if hasattr(task, k)})  # an autoencoder has no y
 
 
 def main(argv=None):
