@@ -38,8 +38,8 @@ class LSTMOptimizerState(NamedTuple):
       one).
     scale: per parameter tensor, in a tree like the params: the hyper
       design's float32 log step offset; the free design's ``[offset, sum of
-      averaging weights, largest step so far]``; zeros, unused, for the
-      other designs.
+      averaging weights, largest step so far, running mean square of the
+      gradient]`` (the spike cut's); zeros, unused, for the other designs.
   """
   count: Array
   cell: Any
