@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from l2l import _rules
 from l2l._base import Array, MetaParams, OptState, Params
 
 OptimizerFn = Callable[[MetaParams], optax.GradientTransformation]
@@ -169,17 +170,30 @@ def _meta_loss(meta_params, task, inner: InnerState, weights: Array, *,
   return jnp.mean(terms @ weights), (losses, inner)
 
 
+def _step_counts(meta_params) -> list[bool]:
+  """Per leaf of ``meta_params`` (flattened), whether it is a step count
+  (``_rules.STEP_COUNTS``), which no meta-step moves."""
+  return [any(getattr(k, 'key', None) in _rules.STEP_COUNTS for k in path)
+          for path, _ in jax.tree_util.tree_flatten_with_path(meta_params)[0]]
+
+
 def _apply(state: MetaTrainState, grads, loss: Array, losses: Array,
            inner: InnerState, task, key: Array, *, optimizer_fn,
            meta_optimizer) -> tuple[MetaTrainState, dict[str, Array]]:
-  """Takes a meta-optimizer step unless the estimate is non-finite."""
+  """Takes a meta-optimizer step unless the estimate is non-finite; step
+  counts keep their values."""
   finite = _all_finite(grads) & jnp.isfinite(loss)
   updates, meta_opt_state = meta_optimizer.update(
       grads, state.meta_opt_state, state.meta_params)
   keep = lambda new, old: jax.tree.map(
       lambda n, o: jnp.where(finite, n, o), new, old)
-  meta_params = keep(optax.apply_updates(state.meta_params, updates),
-                     state.meta_params)
+  leaves, treedef = jax.tree.flatten(
+      optax.apply_updates(state.meta_params, updates))
+  moved = treedef.unflatten([
+      old if fixed else new for new, old, fixed in zip(
+          leaves, jax.tree.leaves(state.meta_params),
+          _step_counts(state.meta_params))])
+  meta_params = keep(moved, state.meta_params)
   inner = _restart_diverged(inner, losses[:, -1], task,
                             optimizer_fn(meta_params), key)
   num_skipped = state.num_skipped + (~finite).astype(jnp.int32)
@@ -232,7 +246,8 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
     trainable: optional tree of Python bools shaped like the meta-params, or
       a function from meta-params to one; only leaves marked True are
       perturbed, the others get a zero estimate. Fewer perturbed dimensions
-      give a less noisy estimate.
+      give a less noisy estimate. Step counts (the free design's
+      ``second_moment_warmup``) are never perturbed.
     fitness: ``'difference'`` uses the loss differences above;
       ``'rank'`` replaces the :math:`2P` losses by their centred ranks in
       :math:`[-1/2, 1/2]` first (Salimans et al., 2017), so the step no
@@ -257,6 +272,8 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
     trainable = trainable(state.meta_params)
   mask = ([True] * len(leaves) if trainable is None
           else treedef.flatten_up_to(trainable))
+  mask = [m and not fixed
+          for m, fixed in zip(mask, _step_counts(state.meta_params))]
   draw = lambda k, x, m: (
       sigma * jax.random.normal(k, (num_pairs,) + jnp.shape(x), jnp.float32)
       if m else jnp.zeros((num_pairs,) + jnp.shape(x), jnp.float32))

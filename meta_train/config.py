@@ -48,7 +48,8 @@ class TrainConfig:
       their random initial weights as fixed recurrent features), which
       makes the ES estimate far less noisy; or ``'output'``: the read-out
       layer alone (the nominal constants stay as initialised). Step counts
-      (the free design's second-moment warm-up) are never trained.
+      (the free design's second-moment warm-up) are never trained
+      (``l2l.meta_step`` and ``l2l.es_meta_step`` keep them).
     design: the learned optimizer's design (a key of ``l2l.DESIGNS``):
       ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` (Adam-normalised
       momenta and a nominal Adam term), ``'hyper'`` (those inputs plus a

@@ -33,19 +33,11 @@ META_PARAMS = 'meta_params.npz'
 MAX_COMPILED_STRUCTURES = 16
 
 
-# Meta-parameters that are step counts: whole numbers, with no gradient and
-# nothing for ES noise to find, so no subset trains them.
-STEP_COUNTS = ('second_moment_warmup',)
-
-
 def trainable_leaves(meta_params, subset: str):
   """``subset`` 'all' marks every leaf; 'readout' the nominal constants and
-  the output layer; 'output' the output layer only. Step counts
-  (``STEP_COUNTS``) are never marked."""
+  the output layer; 'output' the output layer only."""
   def mark(path, _):
     keys = [getattr(k, 'key', None) for k in path]
-    if any(k in STEP_COUNTS for k in keys):
-      return False
     return (subset == 'all' or 'output' in keys
             or (subset == 'readout' and 'nominal' in keys))
   return jax.tree_util.tree_map_with_path(mark, meta_params)

@@ -286,11 +286,27 @@ def test_es_moves_only_trainable_leaves(subset, moved):
     assert changed == moved
 
 
-@pytest.mark.parametrize('subset', ['all', 'readout', 'output'])
-def test_step_counts_are_never_trained(subset):
-  meta_params = l2l.init_meta_params(jax.random.key(0), design='free')
-  marks = train_lib.trainable_leaves(meta_params, subset)
-  assert marks['nominal']['second_moment_warmup'] is False
-  others = [v for k, v in marks['nominal'].items()
-            if k != 'second_moment_warmup']
-  assert all(others) == (subset != 'output') and any(others) == all(others)
+
+def _tiny_free_state(task, num_tasks=2):
+  meta_params = l2l.init_meta_params(KEY, design='free', hidden_size=2,
+                                     num_layers=1)
+  inner = l2l.init_inner_states(task, l2l.lstm_optimizer(meta_params),
+                                jax.random.key(1), num_tasks)
+  meta_optimizer = optax.chain(optax.add_decayed_weights(0.5), optax.sgd(1.0))
+  return l2l.MetaTrainState(meta_params, meta_optimizer.init(meta_params),
+                            inner, jnp.zeros([], jnp.int32)), meta_optimizer
+
+
+@pytest.mark.parametrize('step_fn', [l2l.meta_step, l2l.es_meta_step])
+def test_meta_steps_never_move_step_counts(step_fn):
+  # weight decay would move every leaf; the warm-up, a step count, stays
+  state, meta_optimizer = _tiny_free_state(ScaledSquare())
+  new, _ = jax.jit(functools.partial(
+      step_fn, optimizer_fn=l2l.lstm_optimizer, meta_optimizer=meta_optimizer,
+      unroll_length=4))(state, ScaledSquare(), jax.random.key(2))
+  old_nominal, new_nominal = (state.meta_params['nominal'],
+                              new.meta_params['nominal'])
+  assert float(new_nominal['second_moment_warmup']) == 40.0
+  # every other nonzero constant moved (weight decay alone moves it)
+  assert all(float(new_nominal[k]) != float(v) for k, v in old_nominal.items()
+             if k != 'second_moment_warmup' and float(v) != 0.0)

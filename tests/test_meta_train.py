@@ -103,8 +103,7 @@ def test_a_free_run_saved_before_an_added_entry_resumes(tmp_path, entry):
                                  train_lib.Trainer(config).state_like(4))
   filled = [x for k, x in jax.tree_util.tree_flatten_with_path(state)[0]
             if jax.tree_util.keystr(k).endswith(suffix)]
-  # the meta-param and its two Adam moments; a step count is never trained
-  assert len(filled) == (1 if entry in train_lib.STEP_COUNTS else 3)
+  assert len(filled) == 3  # the meta-param and its two Adam moments
   assert all(float(x) == 0.0 for x in filled)
   train_lib.train(config, tmp_path, resume=True, progress=False)
   _, manifest = l2l.load_meta_params(tmp_path / train_lib.META_PARAMS)

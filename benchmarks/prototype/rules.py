@@ -40,7 +40,7 @@ class State(NamedTuple):
   q: Any          # running average of squared directions (snr signals)
   s: jax.Array    # per-tensor log step offsets
   stats: jax.Array  # [W, largest step, gate or spike average, hnorm's moments]
-  vn: jax.Array = jnp.zeros([])  # bias correction of v under b2warm
+  vn: jax.Array   # bias correction of v: 1 - the product of its decays
 
 
 def _cos(a, b):
