@@ -31,6 +31,30 @@ class CheckpointError(ValueError):
   """A checkpoint file is missing, corrupt, truncated or incompatible."""
 
 
+_SHIPPED = os.path.join(os.path.dirname(__file__), 'default')
+# Named configurations shipped inside the package.
+NAMED = {'default': os.path.join(_SHIPPED, 'lstm_optimizer.npz'),
+         'paper2016': os.path.join(_SHIPPED, 'paper2016.npz')}
+
+
+def resolve_path(name_or_path: str | os.PathLike | None) -> str:
+  """The file of a shipped configuration's name (``None`` is
+  ``'default'``), or ``name_or_path`` itself if it is an existing file.
+
+  Raises:
+    CheckpointError: neither a shipped name nor an existing file; the
+      message lists the shipped names.
+  """
+  if name_or_path is None or name_or_path in NAMED:
+    return NAMED[name_or_path or 'default']
+  path = os.fspath(name_or_path)
+  if not os.path.isfile(path):
+    raise CheckpointError(
+        f'{path}: no such checkpoint file, and not the name of a shipped '
+        f'configuration (one of {", ".join(map(repr, NAMED))})')
+  return path
+
+
 # l2l 0.2.0 changed the free design's rule (second moment decay 0.99, not
 # 0.999; average weighted by the largest step so far, not the current one).
 FREE_RULE_VERSION = (0, 2, 0)
@@ -119,6 +143,12 @@ def _read(path, arrays: bool) -> tuple[dict, dict]:
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise CheckpointError(f'{path}: no such checkpoint file')
+  with open(path, 'rb') as f:
+    is_zip = f.read(4) == b'PK\x03\x04'
+  if not is_zip:  # numpy would suggest unsafe pickle loading
+    raise CheckpointError(
+        f'{path}: not an l2l checkpoint (an l2l checkpoint is a .npz zip '
+        'archive written by l2l.save_checkpoint or l2l.save_meta_params)')
   try:
     with np.load(path, allow_pickle=False) as npz:
       if _MANIFEST not in npz.files:
@@ -190,20 +220,33 @@ def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
 
 
 def save_meta_params(
-    path: str | os.PathLike, meta_params: Any, *, config: dict, **metadata
+    path: str | os.PathLike, meta_params: Any, *, config: dict | None = None,
+    **metadata
 ) -> None:
   """Saves learned-optimizer meta-parameters with their architecture.
 
   Args:
     path: destination ``.npz`` file, written atomically.
     meta_params: the pytree made by :func:`l2l.init_meta_params` or training.
-    config: keyword arguments of :func:`l2l.lstm_optimizer` that describe the
-      architecture (``hidden_size``, ``num_layers``, ...).
+    config: options stored beside the architecture: ``preprocess_p`` and
+      ``output_scale`` of :func:`l2l.lstm_optimizer`, which a loaded file
+      then uses by default. The architecture (``design``, ``hidden_size``,
+      ``num_layers``) is read off ``meta_params`` (:func:`l2l.architecture`).
     **metadata: recorded in the manifest (task family, meta-steps, seed,
       command, wall time, ...).
+
+  Raises:
+    ValueError: ``meta_params`` is not a learned optimizer's, or ``config``
+      names an architecture that differs from it.
   """
   from l2l import __version__  # pylint: disable=g-import-not-at-top
-  manifest = dict(metadata, kind='meta_params', config=dict(config),
+  arch = _network.architecture(meta_params)
+  config = dict(config or {})
+  clash = {k: v for k, v in config.items() if k in arch and v != arch[k]}
+  if clash:
+    raise ValueError(f'save_meta_params: config {clash} differs from the '
+                     f'architecture of meta_params {arch}')
+  manifest = dict(metadata, kind='meta_params', config={**config, **arch},
                   l2l_version=__version__)
   save_checkpoint(path, meta_params, manifest)
 
@@ -211,13 +254,20 @@ def save_meta_params(
 def load_meta_params(path: str | os.PathLike) -> tuple[Any, dict]:
   """Loads meta-parameters saved by :func:`save_meta_params`.
 
+  Args:
+    path: a file, or the name of a configuration shipped with l2l
+      (``'default'``, ``'paper2016'``).
+
   Returns:
-    ``(meta_params, manifest)``; ``manifest['config']`` holds the
-    architecture keyword arguments for :func:`l2l.lstm_optimizer`.
+    ``(meta_params, manifest)``: float32 arrays (also under
+    ``jax_enable_x64``); ``manifest['config']`` holds the architecture and
+    the stored options of :func:`l2l.lstm_optimizer`.
 
   Raises:
-    CheckpointError: missing, corrupt, or incompatible with this l2l.
+    CheckpointError: missing (naming the shipped configurations), corrupt,
+      not an l2l checkpoint, or incompatible with this l2l.
   """
+  path = resolve_path(path)
   manifest = read_manifest(path)
   config = manifest.get('config')
   if manifest.get('kind') != 'meta_params' or not isinstance(config, dict):

@@ -1,6 +1,6 @@
 """The coordinatewise LSTM optimizer network (flax linen)."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -14,21 +14,27 @@ class LSTMCarry(NamedTuple):
   """Recurrent state of ``N`` independent LSTM stacks.
 
   Attributes:
-    cell: one ``[N, hidden_size]`` array per layer.
-    hidden: one ``[N, hidden_size]`` array per layer.
+    cell: one ``[..., hidden_size]`` array per layer.
+    hidden: one ``[..., hidden_size]`` array per layer.
   """
   cell: tuple[Array, ...]
   hidden: tuple[Array, ...]
 
 
+def _lift(row: Array, ndim: int) -> Array:
+  """``row`` of shape ``[K]`` reshaped to rank ``ndim`` (``[1, ..., 1, K]``)
+  so that it broadcasts against ``[..., K]`` without rank promotion."""
+  return jnp.reshape(row, (1,) * (ndim - 1) + row.shape)
+
+
 def _project(inputs: Array, kernel: Array) -> Array:
   """``inputs @ kernel`` for a few input features, as fused multiply-adds.
 
-  A ``[N, 2] @ [2, 4H]`` matmul would write its own ``[N, 4H]`` output; as
-  broadcast products XLA fuses it into the gate arithmetic instead.
+  A ``[..., 2] @ [2, 4H]`` matmul would write its own ``[..., 4H]`` output;
+  as broadcast products XLA fuses it into the gate arithmetic instead.
   """
-  return sum(inputs[:, i:i + 1] * kernel[i:i + 1]
-             for i in range(inputs.shape[1]))
+  return sum(inputs[..., i:i + 1] * _lift(kernel[i], inputs.ndim)
+             for i in range(inputs.shape[-1]))
 
 
 class CoordinatewiseLSTM(nn.Module):
@@ -44,7 +50,7 @@ class CoordinatewiseLSTM(nn.Module):
   and the outputs are ``output_scale * (h' W_out + b_out)`` of the top
   layer.
   The weights are shared by all coordinates; each coordinate has its own
-  ``(c, h)``. All coordinates are one batch of rows. The input projection of
+  ``(c, h)``. All coordinates of a tensor are one batch. The input projection of
   the first layer is computed as fused multiply-adds and the gates stay in
   one fused loop, which keeps memory traffic per coordinate low.
 
@@ -64,17 +70,21 @@ class CoordinatewiseLSTM(nn.Module):
 
   @nn.compact
   def __call__(self, inputs: Array, carry: LSTMCarry) -> tuple[Array, LSTMCarry]:
-    """Maps ``[N, F]`` inputs to ``[N, num_outputs]`` and a new carry."""
+    """Maps ``[..., F]`` inputs to ``[..., num_outputs]`` and a new carry."""
     init = nn.initializers.lecun_normal()
     hidden_4 = 4 * self.hidden_size
     x, cells, hiddens = inputs, [], []
     for layer in range(self.num_layers):
-      kernel_x = self.param(f'lstm_{layer}_x', init, (x.shape[1], hidden_4))
+      # float32 weights whatever jax_enable_x64 says.
+      kernel_x = self.param(f'lstm_{layer}_x', init, (x.shape[-1], hidden_4),
+                            jnp.float32)
       kernel_h = self.param(f'lstm_{layer}_h', init,
-                            (self.hidden_size, hidden_4))
-      bias = self.param(f'lstm_{layer}_b', nn.initializers.zeros, (hidden_4,))
+                            (self.hidden_size, hidden_4), jnp.float32)
+      bias = self.param(f'lstm_{layer}_b', nn.initializers.zeros, (hidden_4,),
+                        jnp.float32)
       projected = (_project(x, kernel_x) if layer == 0 else x @ kernel_x)
-      gates = projected + carry.hidden[layer] @ kernel_h + bias[None]
+      gates = (projected + carry.hidden[layer] @ kernel_h
+               + _lift(bias, projected.ndim))
       i, f, g, o = jnp.split(gates, 4, axis=-1)
       # The +1 forget bias makes a fresh cell remember, as is standard.
       cell = jax.nn.sigmoid(f + 1.0) * carry.cell[layer] + (
@@ -144,3 +154,37 @@ def init_meta_params(
 # design -> (per-coordinate input features, outputs per coordinate).
 DESIGNS = {'paper': (2, 1), 'adaptive': (4, 2), 'hyper': (6, 2),
            'free': (6, 2)}
+
+
+def architecture(meta_params: MetaParams) -> dict[str, Any]:
+  """Returns ``{'design', 'hidden_size', 'num_layers'}`` of the meta-params.
+
+  Raises:
+    ValueError: if ``meta_params`` is not a tree made by
+      :func:`init_meta_params` (of any design and size).
+  """
+  try:
+    nominal = meta_params.get('nominal', {})
+    design = ('paper' if not nominal else
+              'free' if 'interpolation' in nominal else
+              'hyper' if 'log_kappa' in nominal else 'adaptive')
+    num_inputs, num_outputs = DESIGNS[design]
+    layers = meta_params['params']
+    num_layers = sum(1 for k in layers if k.endswith('_h'))
+    hidden_size = layers['output']['kernel'].shape[0]
+    if num_layers < 1:
+      raise ValueError('no LSTM layers (lstm_0_h, lstm_1_h, ...)')
+    for i in range(num_layers):
+      fan_in = num_inputs if i == 0 else hidden_size
+      shapes = [layers[f'lstm_{i}_{k}'].shape for k in 'xhb']
+      if shapes != [(fan_in, 4 * hidden_size), (hidden_size, 4 * hidden_size),
+                    (4 * hidden_size,)]:
+        raise ValueError(f'layer {i} has weight shapes {shapes}')
+    if layers['output']['kernel'].shape != (hidden_size, num_outputs):
+      raise ValueError('the read-out does not match the design')
+  except (KeyError, TypeError, AttributeError, ValueError) as e:
+    raise ValueError(
+        'meta_params do not describe a coordinatewise LSTM made by '
+        f'l2l.init_meta_params: {e!r}') from e
+  return {'design': design, 'hidden_size': int(hidden_size),
+          'num_layers': num_layers}

@@ -1,15 +1,16 @@
-"""Per-coordinate update rules of the learned optimizers, on flat arrays.
+"""Update rules of the learned optimizers, one parameter tensor at a time.
 
-Each rule maps the gradient ``g`` of ``N`` coordinates, the LSTM carry and
-the rule's moment accumulators to ``(update, carry, moments)``. The optax
-shell in ``_transform.py`` gathers every leaf into these flat arrays and
-scatters the results back.
+Each rule maps the gradient ``g`` of one tensor (any shape), its LSTM carry
+(one ``g.shape + (hidden_size,)`` array per layer), the rule's moment
+accumulators (shaped like ``g``) and the tensor's ``scale`` entry (shape
+``Rule.scale_shape``) to ``(update, carry, moments, scale)``. The optax shell
+in ``_transform.py`` maps a rule over the leaves of the params tree, so every
+update keeps its parameter's shape and sharding, and nothing is gathered.
 """
 
 from typing import NamedTuple
 
 import jax.numpy as jnp
-import numpy as np
 
 from l2l import _preprocess
 from l2l._base import Array
@@ -29,24 +30,22 @@ MIN_LOG_SCALE, MAX_LOG_SCALE = -4.0, 2.5
 
 
 class Rule(NamedTuple):
-  """``apply(network, meta_params, g, carry, moments, count, scale, sizes,
-  p)`` returns ``(update, carry, moments, scale)``; ``num_moments``
-  param-shaped accumulators are kept in the state. ``sizes`` (static ints)
-  are the sizes of the tensors laid end to end in the ``N`` coordinates and
-  ``scale`` holds an array of shape ``scale_shape`` per tensor, stacked into
-  ``[num_tensors, *scale_shape]``."""
+  """``apply(network, meta_params, g, carry, moments, count, scale, p)``
+  returns ``(update, carry, moments, scale)`` for one tensor; ``num_moments``
+  param-shaped accumulators are kept in the state, and ``scale`` is the
+  tensor's array of shape ``scale_shape``."""
   apply: callable
   num_moments: int
   scale_shape: tuple[int, ...] = ()
 
 
 def paper(network, meta_params, grads: Array, carry, moments, count, scale,
-          sizes, preprocess_p: float):
+          preprocess_p: float):
   r"""Andrychowicz et al. (2016): :math:`u = m_\phi(\mathrm{pre}(g))`."""
-  del count, sizes
+  del count
   inputs = _preprocess.preprocess_gradients(grads, preprocess_p)
   out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
-  return out[:, 0], carry, moments, scale
+  return out[..., 0], carry, moments, scale
 
 
 def _accumulate(g: Array, moments, count, decay: float = SECOND_MOMENT_DECAY,
@@ -60,8 +59,20 @@ def _accumulate(g: Array, moments, count, decay: float = SECOND_MOMENT_DECAY,
   t = count.astype(jnp.float32)
   if correction is None:
     correction = 1 - decay**t
-  rsqrt = 1.0 / (jnp.sqrt(v / correction) + EPS)
+  rsqrt = 1.0 / (_safe_sqrt(v / correction) + EPS)
   return v, ms, t, rsqrt
+
+
+def _safe_sqrt(x: Array) -> Array:
+  r""":math:`\sqrt{x}` whose gradient is 0, not infinite, where ``x = 0``.
+
+  A coordinate whose gradient is always 0 (an unused embedding row, a dead
+  unit) has a zero second moment; the plain square root's infinite
+  derivative there, times a zero cotangent, would make the meta-gradient
+  NaN. Both branches of the ``where`` are finite, so its gradient is too.
+  """
+  positive = x > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
 def _features(g: Array, ms, t, rsqrt) -> list[Array]:
@@ -71,7 +82,7 @@ def _features(g: Array, ms, t, rsqrt) -> list[Array]:
 
 
 def adaptive(network, meta_params, grads: Array, carry, moments, count,
-             scale, sizes, preprocess_p: float):
+             scale, preprocess_p: float):
   r"""Adam as a nominal term, corrected coordinatewise by the LSTM.
 
   .. math::
@@ -90,53 +101,48 @@ def adaptive(network, meta_params, grads: Array, carry, moments, count,
   the rule stable (STAR, Harrison et al. 2022). With a zero read-out the
   rule is exactly Adam with learning rate :math:`\eta`.
   """
-  del sizes, preprocess_p
+  del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   v, ms, t, rsqrt = _accumulate(g, moments, count)
   normalised = _features(g, ms, t, rsqrt)
-  inputs = jnp.clip(jnp.stack(normalised, -1), -FEATURE_LIMIT, FEATURE_LIMIT)
-  out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
+  out, carry = network.apply({'params': meta_params['params']},
+                             _inputs(normalised), carry)
   log_step = meta_params['nominal']['log_lr'] + MAX_LOG_STEP * jnp.tanh(
-      out[:, 0])
-  update = -jnp.exp(log_step) * (normalised[2] + out[:, 1])
+      out[..., 0])
+  update = -jnp.exp(log_step) * (normalised[2] + out[..., 1])
   return update, carry, (v, *ms), scale
 
 
-def _pieces(x: Array, sizes) -> list[Array]:
-  """Splits flat ``x`` into the tensors of ``sizes`` (static slices)."""
-  bounds = np.cumsum((0,) + tuple(sizes))
-  return [x[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+def _inputs(coordinate: list[Array], tensor: tuple[Array, ...] = ()) -> Array:
+  """The LSTM's ``[..., F]`` inputs: per-coordinate features, then per-tensor
+  scalars broadcast over the coordinates, clipped to ``±FEATURE_LIMIT``.
+
+  Scalars are broadcast by adding to zeros like a coordinate feature, which
+  keeps that feature's sharding."""
+  base = jnp.zeros_like(coordinate[0])
+  features = list(coordinate) + [base + value for value in tensor]
+  return jnp.clip(jnp.stack(features, -1), -FEATURE_LIMIT, FEATURE_LIMIT)
 
 
-def _per_coordinate(values: Array, sizes) -> Array:
-  """Repeats ``values[k]`` over the ``sizes[k]`` coordinates of tensor k."""
-  return jnp.concatenate([jnp.broadcast_to(values[k], (n,))
-                          for k, n in enumerate(sizes)])
+def _unit(x: Array) -> tuple[Array, Array]:
+  """``x`` with non-finite coordinates set to 0, divided by its largest
+  magnitude (so that sums of squares stay finite), and that magnitude."""
+  x = jnp.where(jnp.isfinite(x), x, 0.0)
+  top = jnp.max(jnp.abs(x), initial=0.0)
+  return x / jnp.maximum(top, 1e-30), top
 
 
-def _unit_pieces(x: Array, sizes) -> tuple[list[Array], list[Array]]:
-  """The tensors of ``x`` with non-finite coordinates set to 0, each divided
-  by its largest magnitude (so that sums of squares stay finite), and those
-  magnitudes."""
-  pieces = _pieces(jnp.where(jnp.isfinite(x), x, 0.0), sizes)
-  tops = [jnp.max(jnp.abs(p), initial=0.0) for p in pieces]
-  return [p / jnp.maximum(top, 1e-30) for p, top in zip(pieces, tops)], tops
-
-
-def _tensor_cosines(a: list[Array], b: list[Array]) -> Array:
-  """Cosine between the unit pieces (``_unit_pieces``) ``a`` and ``b`` of
-  each tensor; 0 where either is 0.
+def _cosine(a: Array, b: Array) -> Array:
+  """Cosine between the unit tensors (``_unit``) ``a`` and ``b``; 0 where
+  either is 0.
 
   Non-finite coordinates count as zero, so that one bad coordinate does not
   poison its tensor's step offset (its own update is still non-finite).
-  Each piece is divided by its largest magnitude, so that the sums of
+  Each tensor is divided by its largest magnitude, so that the sums of
   squares stay finite for any finite input.
   """
-  total = lambda parts: jnp.stack([jnp.sum(p) for p in parts])
-  dot = total([x * y for x, y in zip(a, b)])
-  norms = jnp.sqrt(jnp.maximum(total([x * x for x in a])
-                               * total([y * y for y in b]), 1e-30))
-  return dot / norms
+  norms = jnp.sqrt(jnp.maximum(jnp.sum(a * a) * jnp.sum(b * b), 1e-30))
+  return jnp.sum(a * b) / norms
 
 
 # Decay of the free design's average of past directions (its hypergradient
@@ -208,21 +214,20 @@ def spike_cut(meta_params) -> Array:
   return jnp.maximum(meta_params['nominal']['spike_cut'], 0.0)
 
 
-def _mean_squares(units: list[Array], tops: list[Array]) -> Array:
-  """Mean square of each tensor from its unit pieces and largest magnitudes
-  (``_unit_pieces``): non-finite coordinates count as zero, and the result
-  stays finite for any input up to ``GRAD_LIMIT``."""
-  return jnp.stack([jnp.square(top) * jnp.mean(jnp.square(u))
-                    for u, top in zip(units, tops)])
+def _mean_square(unit: Array, top: Array) -> Array:
+  """Mean square of a tensor from its unit form and largest magnitude
+  (``_unit``): non-finite coordinates count as zero, and the result stays
+  finite for any input up to ``GRAD_LIMIT``."""
+  return jnp.square(top) * jnp.mean(jnp.square(unit))
 
 
-def _spike_cuts(meta_params, units, tops, average, count):
-  r"""The cut of each tensor's log step offset and its moved running average
+def _spike_cut(meta_params, unit, top, average, count):
+  r"""The cut of the tensor's log step offset and its moved running average
   of the gradient's mean square: :math:`\rho \max(0, \log(q / (10
   \bar q)))`; 0 at step 1 and while :math:`\bar q = 0` (a tensor whose
-  gradient was zero so far has taken no step to cut). ``units, tops`` are
-  the gradient's ``_unit_pieces``."""
-  q = _mean_squares(units, tops)
+  gradient was zero so far has taken no step to cut). ``unit, top`` are
+  the gradient's ``_unit`` form."""
+  q = _mean_square(unit, top)
   t = count.astype(jnp.float32)
   corrected = average / (1 - SPIKE_DECAY**jnp.maximum(t - 1, 1.0))
   # bounded, so that the log stays finite and rho = 0 gives exactly 0
@@ -233,22 +238,22 @@ def _spike_cuts(meta_params, units, tops, average, count):
           SPIKE_DECAY * average + (1 - SPIKE_DECAY) * q)
 
 
-def _step_offsets(meta_params, units, reference, count, offsets, sizes):
-  """The hypergradient update of the per-tensor log step offsets.
+def _step_offset(meta_params, unit, reference, count, offset):
+  """The hypergradient update of the tensor's log step offset.
 
-  Returns the tensors' cosines between the gradient (its unit pieces
-  ``units``) and ``reference``, and the moved offsets (unmoved at step 1),
-  clipped to the offset bounds.
+  Returns the cosine between the gradient (its ``_unit`` form ``unit``) and
+  ``reference``, and the moved offset (unmoved at step 1), clipped to the
+  offset bounds.
   """
-  cosine = _tensor_cosines(units, _unit_pieces(reference, sizes)[0])
+  cosine = _cosine(unit, _unit(reference)[0])
   nominal = meta_params['nominal']
-  moved = offsets + jnp.exp(nominal['log_kappa']) * (cosine - nominal['offset'])
+  moved = offset + jnp.exp(nominal['log_kappa']) * (cosine - nominal['offset'])
   return cosine, jnp.where(
-      count > 1, jnp.clip(moved, MIN_LOG_SCALE, MAX_LOG_SCALE), offsets)
+      count > 1, jnp.clip(moved, MIN_LOG_SCALE, MAX_LOG_SCALE), offset)
 
 
 def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
-          sizes, preprocess_p: float):
+          preprocess_p: float):
   r"""Nesterov-Adam with hypergradient-adapted per-tensor steps, corrected by
   the LSTM.
 
@@ -279,28 +284,24 @@ def hyper(network, meta_params, grads: Array, carry, moments, count, scale,
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   *accumulators, previous = moments
-  units, _ = _unit_pieces(g, sizes)
-  cosine, scale = _step_offsets(meta_params, units, previous, count, scale,
-                                sizes)
+  cosine, scale = _step_offset(meta_params, _unit(g)[0], previous, count,
+                               scale)
   nominal = meta_params['nominal']
   v, ms, t, rsqrt = _accumulate(g, accumulators, count)
   normalised = _features(g, ms, t, rsqrt)
   b1 = MOMENTUM_DECAYS[1]
   direction = (b1 * ms[1] / (1 - b1**(t + 1)) + (1 - b1) * g / (1 - b1**t)
                ) * rsqrt
-  coordinate_scale = _per_coordinate(scale, sizes)
-  inputs = jnp.clip(jnp.stack(
-      normalised + [_per_coordinate(cosine, sizes), coordinate_scale], -1),
-                    -FEATURE_LIMIT, FEATURE_LIMIT)
-  out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
-  log_step = (nominal['log_lr'] + coordinate_scale
-              + MAX_LOG_STEP * jnp.tanh(out[:, 0]))
-  update = -jnp.exp(log_step) * (direction + out[:, 1])
+  out, carry = network.apply({'params': meta_params['params']},
+                             _inputs(normalised, (cosine, scale)), carry)
+  log_step = (nominal['log_lr'] + scale
+              + MAX_LOG_STEP * jnp.tanh(out[..., 0]))
+  update = -jnp.exp(log_step) * (direction + out[..., 1])
   return update, carry, (v, *ms, direction), scale
 
 
 def free(network, meta_params, grads: Array, carry, moments, count, scale,
-         sizes, preprocess_p: float):
+         preprocess_p: float):
   r"""Schedule-free Adam with hypergradient-adapted per-tensor steps,
   corrected by the LSTM.
 
@@ -363,36 +364,31 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   del preprocess_p
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   *accumulators, reference, gap = moments
-  units, tops = _unit_pieces(g, sizes)  # shared by the cosine and the cut
-  cosine, offsets = _step_offsets(meta_params, units, reference, count,
-                                  scale[:, 0], sizes)
-  cut, spike_average = _spike_cuts(meta_params, units, tops, scale[:, 3],
-                                   count)
-  offsets = jnp.clip(offsets - cut, MIN_LOG_SCALE, MAX_LOG_SCALE)
+  unit, top = _unit(g)  # shared by the cosine and the cut
+  cosine, offset = _step_offset(meta_params, unit, reference, count, scale[0])
+  cut, spike_average = _spike_cut(meta_params, unit, top, scale[3], count)
+  offset = jnp.clip(offset - cut, MIN_LOG_SCALE, MAX_LOG_SCALE)
   v, ms, t, rsqrt = _accumulate(g, accumulators, count,
                                 *_second_moment_schedule(meta_params, count))
   normalised = _features(g, ms, t, rsqrt)
-  coordinate_offset = _per_coordinate(offsets, sizes)
-  inputs = jnp.clip(jnp.stack(
-      normalised + [_per_coordinate(cosine, sizes), coordinate_offset], -1),
-                    -FEATURE_LIMIT, FEATURE_LIMIT)
-  out, carry = network.apply({'params': meta_params['params']}, inputs, carry)
+  out, carry = network.apply({'params': meta_params['params']},
+                             _inputs(normalised, (cosine, offset)), carry)
   nominal = meta_params['nominal']
-  direction = normalised[0] + out[:, 1]
-  step = jnp.exp(nominal['log_lr'] + coordinate_offset
-                 + MAX_LOG_STEP * jnp.tanh(out[:, 0])) * direction
-  peak = jnp.maximum(scale[:, 2], jnp.exp(nominal['log_lr'] + offsets))
+  direction = normalised[0] + out[..., 1]
+  step = jnp.exp(nominal['log_lr'] + offset
+                 + MAX_LOG_STEP * jnp.tanh(out[..., 0])) * direction
+  peak = jnp.maximum(scale[2], jnp.exp(nominal['log_lr'] + offset))
   weight = jnp.square(peak)
   discount = jnp.exp(-average_growth(meta_params)
                      * jnp.maximum(cosine - AVERAGE_THRESHOLD, 0.0))
-  total = discount * scale[:, 1] + weight
-  mix = _per_coordinate(weight / total, sizes)
+  total = discount * scale[1] + weight
+  mix = weight / total
   beta = interpolation(meta_params)
   update = -(1 - beta) * step + beta * mix * (gap - step)
   gap = (1 - mix) * (gap - step)
   reference = REFERENCE_DECAY * reference + (1 - REFERENCE_DECAY) * direction
   return (update, carry, (v, *ms, reference, gap),
-          jnp.stack([offsets, total, peak, spike_average], -1))
+          jnp.stack([offset, total, peak, spike_average]))
 
 
 RULES = {'paper': Rule(paper, 0), 'adaptive': Rule(adaptive, 4),

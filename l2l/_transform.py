@@ -2,24 +2,22 @@
 
 import functools
 import os
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from l2l import _checkpoint
 from l2l import _network
 from l2l import _rules
 from l2l._base import Array, MetaParams, Params, Updates
+from l2l._network import architecture
 
-_SHIPPED = os.path.join(os.path.dirname(__file__), 'default')
-# Named configurations shipped inside the package.
-NAMED = {'default': os.path.join(_SHIPPED, 'lstm_optimizer.npz'),
-         'paper2016': os.path.join(_SHIPPED, 'paper2016.npz')}
+NAMED = _checkpoint.NAMED
 DEFAULT_META_PARAMS = NAMED['default']
 PAPER_CONFIG = {'preprocess_p': 10.0, 'output_scale': 0.1}
+ScalarOrSchedule = float | Array | Callable[[Array], Array]
 
 
 class LSTMOptimizerState(NamedTuple):
@@ -48,8 +46,10 @@ class LSTMOptimizerState(NamedTuple):
   scale: Any = ()
 
 
-@functools.cache
-def _load(path: str) -> tuple[MetaParams, dict]:
+@functools.lru_cache(maxsize=32)
+def _load(path: str, size: int, mtime_ns: int) -> tuple[MetaParams, dict]:
+  """Reads a file once per identity: a rewritten file is read again."""
+  del size, mtime_ns
   meta_params, manifest = _checkpoint.load_meta_params(path)
   return meta_params, manifest['config']
 
@@ -57,38 +57,23 @@ def _load(path: str) -> tuple[MetaParams, dict]:
 def _resolve(meta_params) -> tuple[MetaParams, dict]:
   """Meta-params and stored config from a pytree, a path or a name."""
   if meta_params is None or isinstance(meta_params, (str, os.PathLike)):
-    path = NAMED.get(meta_params or 'default', meta_params)
-    return _load(os.fspath(path))
+    path = os.path.realpath(_checkpoint.resolve_path(meta_params))
+    stat = os.stat(path)
+    return _load(path, stat.st_size, stat.st_mtime_ns)
   return meta_params, {}
 
 
-def architecture(meta_params: MetaParams) -> dict[str, Any]:
-  """Returns ``{'design', 'hidden_size', 'num_layers'}`` of the meta-params."""
-  try:
-    nominal = meta_params.get('nominal', {})
-    design = ('paper' if not nominal else
-              'free' if 'interpolation' in nominal else
-              'hyper' if 'log_kappa' in nominal else 'adaptive')
-    num_inputs, num_outputs = _network.DESIGNS[design]
-    layers = meta_params['params']
-    num_layers = sum(1 for k in layers if k.endswith('_h'))
-    hidden_size = layers['output']['kernel'].shape[0]
-    if num_layers < 1:
-      raise ValueError('no LSTM layers (lstm_0_h, lstm_1_h, ...)')
-    for i in range(num_layers):
-      fan_in = num_inputs if i == 0 else hidden_size
-      shapes = [layers[f'lstm_{i}_{k}'].shape for k in 'xhb']
-      if shapes != [(fan_in, 4 * hidden_size), (hidden_size, 4 * hidden_size),
-                    (4 * hidden_size,)]:
-        raise ValueError(f'layer {i} has weight shapes {shapes}')
-    if layers['output']['kernel'].shape != (hidden_size, num_outputs):
-      raise ValueError('the read-out does not match the design')
-  except (KeyError, TypeError, AttributeError, ValueError) as e:
-    raise ValueError(
-        'meta_params do not describe a coordinatewise LSTM made by '
-        f'l2l.init_meta_params: {e!r}') from e
-  return {'design': design, 'hidden_size': int(hidden_size),
-          'num_layers': num_layers}
+def _check_params(params: Params) -> None:
+  """Raises for leaves the learned optimizer cannot train."""
+  for path, p in jax.tree_util.tree_flatten_with_path(params)[0]:
+    dtype = jnp.result_type(p)
+    if not jnp.issubdtype(dtype, jnp.floating):
+      raise ValueError(
+          f'lstm_optimizer: parameter {jax.tree_util.keystr(path)} has dtype '
+          f'{dtype}; only real floating-point parameters can be trained '
+          '(split a complex parameter into real and imaginary parts, and '
+          'keep integer values out of the trained tree, e.g. with '
+          'optax.masked)')
 
 
 def _check_structure(updates: Updates, state: LSTMOptimizerState) -> None:
@@ -105,37 +90,44 @@ def _check_structure(updates: Updates, state: LSTMOptimizerState) -> None:
       raise ValueError(
           f'lstm_optimizer: gradient {jax.tree_util.keystr(path)} has shape '
           f'{jnp.shape(g)} but init saw a parameter of shape {c.shape[:-1]}')
+    if not jnp.issubdtype(jnp.result_type(g), jnp.floating):
+      raise ValueError(
+          f'lstm_optimizer: gradient {jax.tree_util.keystr(path)} has dtype '
+          f'{jnp.result_type(g)}; real floating-point gradients are needed')
 
 
-def _gather(trees, tail: tuple[int, ...]) -> tuple[Array, ...]:
-  """Concatenates each tree's leaves into one float32 ``[N, *tail]`` batch."""
-  return tuple(jnp.concatenate([
-      jnp.reshape(x, (-1,) + tail).astype(jnp.float32)
-      for x in jax.tree.leaves(tree)]) for tree in trees)
+def _compute_dtype(dtype) -> Any:
+  """float32, or float64 for float64 values (under ``jax_enable_x64``)."""
+  return jnp.promote_types(dtype, jnp.float32)
 
 
-def _scatter(flats, grads, treedef, tail: tuple[int, ...], dtypes):
-  """Splits each ``[N, *tail]`` batch back into trees shaped like ``grads``."""
-  splits = np.cumsum([np.size(g) for g in grads])[:-1]
-  return tuple(treedef.unflatten([
-      jnp.reshape(part, jnp.shape(g) + tail).astype(dtype)
-      for part, g, dtype in zip(jnp.split(flat, splits), grads, dtypes)])
-               for flat in flats)
+def _decay_mask(mask, params) -> list[bool]:
+  """Per leaf of ``params``, whether weight decay applies."""
+  if mask is None:
+    return [True] * len(jax.tree.leaves(params))
+  if callable(mask):
+    mask = mask(params)
+  return [bool(m) for m in jax.tree.structure(params).flatten_up_to(mask)]
 
 
 def lstm_optimizer(
     meta_params: MetaParams | str | os.PathLike | None = None,
     *,
+    learning_rate: ScalarOrSchedule = 1.0,
+    weight_decay: float | Array | None = None,
+    mask: Any = None,
     preprocess_p: float | None = None,
     output_scale: float | None = None,
-    state_dtype: Any = jnp.float32,
+    state_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""A coordinatewise LSTM learned optimizer.
 
   Every coordinate :math:`i` of every parameter runs the same LSTM
   :math:`m_\phi` with its own recurrent state, and
-  :math:`\theta_{t+1}^i = \theta_t^i + u_t^i`. Two designs exist, told apart
-  by the meta-parameters:
+  :math:`\theta_{t+1}^i = \theta_t^i + \alpha_t (u_t^i - \lambda \theta_t^i)`
+  (:math:`\alpha_t` ``learning_rate``, 1 by default; :math:`\lambda`
+  ``weight_decay``, none by default). Four designs exist, told apart by the
+  meta-parameters:
 
   - ``'paper'`` (Andrychowicz et al., 2016):
     :math:`u_t^i = m_\phi(\mathrm{pre}(g_t^i))` with the log-magnitude and
@@ -150,10 +142,15 @@ def lstm_optimizer(
     (Defazio et al., 2024) with steps adapted online for each tensor (see
     ``l2l._rules.free``); the default.
 
-  The read-out is multiplied by ``output_scale``. All coordinates of all
-  leaves are processed as one batch. The LSTM runs in float32; the state is
-  stored in ``state_dtype`` and updates come out in the dtype of the params
-  (or of the gradients when ``params`` is not given). A non-finite gradient
+  The read-out is multiplied by ``output_scale``. The rule is mapped over
+  the leaves, all coordinates of a leaf as one batch, so each update and
+  state entry keeps its parameter's shape and sharding (no gather across
+  leaves). The LSTM and rule run in float32, or in float64 for float64
+  params (under ``jax_enable_x64``; the meta-params stay float32); the
+  state is stored in ``state_dtype`` and updates come out in the dtype of
+  the params (or of the gradients when ``params`` is not given). Only real
+  floating-point params are supported: ``init`` raises for complex and
+  integer leaves (``optax.masked`` keeps integer leaves out). A non-finite gradient
   coordinate gives a non-finite update and state for that coordinate only
   (the hyper design's per-tensor step offset ignores it): wrap
   the optimizer in ``optax.apply_if_finite`` to skip such steps.
@@ -166,13 +163,37 @@ def lstm_optimizer(
       ``'default'``. The design and sizes are read off the meta-params.
     preprocess_p: exponent ``p`` of the paper design's preprocessing;
       ``None`` takes the value stored with loaded meta-params, else 10.
+    learning_rate: :math:`\alpha_t`, a multiplier on the learned update (a
+      float, a scalar array, or an optax schedule of the step count, read
+      before the count is incremented as in ``optax.scale_by_schedule``).
+      The learned rules set their own step sizes; this scales them.
+    weight_decay: decoupled weight decay :math:`\lambda` (Loshchilov and
+      Hutter, 2019) per step, multiplied by :math:`\alpha_t`; ``None`` for
+      none. ``update`` then needs ``params``. Note that
+      ``optax.add_decayed_weights`` placed after this transform would grow
+      the weights, since its updates are already negated.
+    mask: where ``weight_decay`` applies: a tree of bools like the params,
+      or a function from params to one, as in ``optax.add_decayed_weights``
+      (``None`` for every leaf).
+    preprocess_p: exponent ``p`` of the paper design's preprocessing;
+      ``None`` takes the value stored with loaded meta-params, else 10.
     output_scale: factor on the read-out; ``None`` as for ``preprocess_p``,
       else 0.1.
-    state_dtype: dtype of the stored LSTM state and moments.
+    state_dtype: dtype of the stored LSTM state and moments; ``None`` for
+      float32 (float64 for float64 params). ``None`` is left alone by
+      ``optax.inject_hyperparams``, which injects ``learning_rate``,
+      ``weight_decay``, ``output_scale`` and ``preprocess_p``.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``; ``update`` does not need
-    ``params``.
+    An ``optax.GradientTransformationExtraArgs``; ``update`` needs
+    ``params`` only with ``weight_decay``.
+
+  Raises:
+    CheckpointError: ``meta_params`` names no shipped configuration and no
+      readable checkpoint file (the message lists the shipped names).
+    ValueError: meta-params of no known design; at ``init``, a complex or
+      integer parameter (named); at ``update``, a gradient tree or shape
+      that differs from the params given to ``init``.
 
   Example:
     >>> import jax.numpy as jnp, optax, l2l
@@ -180,6 +201,10 @@ def lstm_optimizer(
     >>> params = {'w': jnp.ones(3)}
     >>> state = opt.init(params)
     >>> updates, state = opt.update({'w': jnp.ones(3)}, state)
+    >>> # a step multiplier on a schedule, and decoupled weight decay
+    >>> opt = l2l.lstm_optimizer(
+    ...     learning_rate=optax.cosine_decay_schedule(1.0, 1000),
+    ...     weight_decay=1e-4)
 
   References:
     Andrychowicz et al., 2016, "Learning to learn by gradient descent by
@@ -188,6 +213,8 @@ def lstm_optimizer(
     longer horizons", https://arxiv.org/abs/1703.03633.
     Wichrowska et al., 2017, "Learned optimizers that scale and
     generalize", https://arxiv.org/abs/1703.04813.
+    Loshchilov and Hutter, 2019, "Decoupled weight decay regularization",
+    https://arxiv.org/abs/1711.05101.
     Harrison et al., 2022, "A closer look at learned optimization:
     stability, robustness, and inductive biases",
     https://arxiv.org/abs/2209.11208.
@@ -206,47 +233,83 @@ def lstm_optimizer(
       num_outputs=_network.DESIGNS[arch['design']][1],
       output_scale=config['output_scale'])
   tail = (arch['hidden_size'],)
+  stored_dtype = lambda p: (jnp.dtype(state_dtype) if state_dtype is not None
+                            else _compute_dtype(jnp.result_type(p)))
 
   def init_fn(params: Params) -> LSTMOptimizerState:
-    zeros = lambda shape_tail: lambda p: jnp.zeros(
-        jnp.shape(p) + shape_tail, state_dtype)
-    trees = lambda n, shape_tail: tuple(
-        jax.tree.map(zeros(shape_tail), params) for _ in range(n))
+    _check_params(params)
+    # zeros_like keeps each parameter's sharding in its state.
+    zeros = lambda p: jnp.zeros_like(p, stored_dtype(p))
+    lstm = lambda p: jnp.broadcast_to(zeros(p)[..., None], jnp.shape(p) + tail)
+    trees = lambda n, make: tuple(jax.tree.map(make, params) for _ in range(n))
     return LSTMOptimizerState(
-        jnp.zeros([], jnp.int32), trees(arch['num_layers'], tail),
-        trees(arch['num_layers'], tail), trees(rule.num_moments, ()),
+        jnp.zeros([], jnp.int32), trees(arch['num_layers'], lstm),
+        trees(arch['num_layers'], lstm), trees(rule.num_moments, zeros),
         jax.tree.map(lambda p: jnp.zeros(rule.scale_shape, jnp.float32),
                      params))
+
+  def update_tensor(g, cell, hidden, moments, scale, count):
+    """The rule on one tensor; states come back in their stored dtypes."""
+    if not jnp.size(g):
+      return jnp.zeros_like(g), cell, hidden, moments, scale
+    dtype = _compute_dtype(g.dtype)
+    cast = lambda xs: tuple(x.astype(dtype) for x in xs)
+    step, carry, new_moments, new_scale = rule.apply(
+        network, meta_params, g.astype(dtype),
+        _network.LSTMCarry(cast(cell), cast(hidden)), cast(moments), count,
+        scale, config['preprocess_p'])
+    keep = lambda new, old: tuple(n.astype(o.dtype) for n, o in zip(new, old))
+    return (step, keep(carry.cell, cell), keep(carry.hidden, hidden),
+            keep(new_moments, moments), new_scale.astype(scale.dtype))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
     _check_structure(updates, state)
     grads, treedef = jax.tree.flatten(updates)
     count = optax.safe_increment(state.count)
-    if not grads:
-      return updates, state._replace(count=count)
-    step, carry, moments, scale = rule.apply(
-        network, meta_params, _gather([updates], ())[0],
-        _network.LSTMCarry(_gather(state.cell, tail),
-                           _gather(state.hidden, tail)),
-        _gather(state.moments, ()), count,
-        jnp.stack(jax.tree.leaves(state.scale)),
-        tuple(int(np.size(g)) for g in grads),
-        config['preprocess_p'])
-    out_dtypes = [x.dtype for x in (
-        jax.tree.leaves(params) if params is not None else grads)]
-    scatter = lambda flats, tail, dtypes: _scatter(
-        flats, grads, treedef, tail, dtypes)
-    state_dtypes = [state_dtype] * len(grads)
-    return scatter([step], (), out_dtypes)[0], LSTMOptimizerState(
-        count, scatter(carry.cell, tail, state_dtypes),
-        scatter(carry.hidden, tail, state_dtypes),
-        scatter(moments, (), state_dtypes), treedef.unflatten(list(scale)))
+    per_leaf = lambda trees: list(zip(*[treedef.flatten_up_to(t)
+                                        for t in trees])) or [()] * len(grads)
+    results = [update_tensor(*leaf, count) for leaf in zip(
+        grads, per_leaf(state.cell), per_leaf(state.hidden),
+        per_leaf(state.moments), treedef.flatten_up_to(state.scale))]
+    steps = _scale_and_decay([r[0] for r in results], grads, params,
+                             state.count)
+    unzip = lambda i, n: tuple(treedef.unflatten([r[i][k] for r in results])
+                               for k in range(n))
+    return treedef.unflatten(steps), LSTMOptimizerState(
+        count, unzip(1, arch['num_layers']), unzip(2, arch['num_layers']),
+        unzip(3, rule.num_moments),
+        treedef.unflatten([r[4] for r in results]))
+
+  def _scale_and_decay(steps, grads, params, count):
+    r""":math:`\alpha_t (u - \lambda \theta)` per leaf, in the params' dtypes
+    (the gradients' when ``params`` is not given)."""
+    rate = learning_rate(count) if callable(learning_rate) else learning_rate
+    if weight_decay is not None and params is None:
+      raise ValueError('lstm_optimizer: weight_decay needs the params; call '
+                       'update(grads, state, params)')
+    leaves = jax.tree.leaves(params) if params is not None else grads
+    decay = (_decay_mask(mask, params) if weight_decay is not None
+             else [False] * len(grads))
+    return [(rate * (u - weight_decay * p if d else u)).astype(p.dtype)
+            for u, p, d in zip(steps, leaves, decay)]
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def averaged_params(params: Params, state: LSTMOptimizerState,
+def _find_state(state) -> LSTMOptimizerState:
+  """The one :class:`LSTMOptimizerState` inside an optax state tree."""
+  is_ours = lambda x: isinstance(x, LSTMOptimizerState)
+  found = [x for x in jax.tree.leaves(state, is_leaf=is_ours) if is_ours(x)]
+  if len(found) != 1:
+    raise ValueError(
+        f'averaged_params needs the state of one lstm_optimizer; found '
+        f'{len(found)} LSTMOptimizerState in the {type(state).__name__} '
+        'given' + ('; pass the one you mean' if found else ''))
+  return found[0]
+
+
+def averaged_params(params: Params, state: Any,
                     meta_params: MetaParams | str | os.PathLike | None = None
                     ) -> Params:
   r"""The schedule-free average :math:`x` of a ``free`` design optimizer.
@@ -258,8 +321,10 @@ def averaged_params(params: Params, state: LSTMOptimizerState,
 
   Args:
     params: the current params :math:`y`.
-    state: the :class:`LSTMOptimizerState` of the optimizer that produced
-      them (inside ``optax.chain``, its entry of the chain's state).
+    state: the optimizer's state: an :class:`LSTMOptimizerState`, or any
+      optax state holding exactly one (``optax.chain``, ``optax.masked``,
+      ``optax.MultiSteps``, ``optax.inject_hyperparams``, ...). Leaves that
+      ``optax.masked`` keeps from the optimizer are returned unchanged.
     meta_params: the optimizer's meta-params, path or name, as given to
       :func:`lstm_optimizer` (``None`` for ``'default'``).
 
@@ -267,13 +332,10 @@ def averaged_params(params: Params, state: LSTMOptimizerState,
     :math:`x`, a tree like ``params`` in the params' dtypes.
 
   Raises:
-    ValueError: if ``state`` is not an ``LSTMOptimizerState`` or the
-      meta-params are not of the ``free`` design.
+    ValueError: if ``state`` holds no ``LSTMOptimizerState`` or several, or
+      the meta-params are not of the ``free`` design.
   """
-  if not isinstance(state, LSTMOptimizerState):
-    raise ValueError(
-        'averaged_params needs the LSTMOptimizerState of lstm_optimizer, '
-        f'got {type(state).__name__} (inside optax.chain, pass its entry)')
+  state = _find_state(state)
   meta_params, _ = _resolve(meta_params)
   design = architecture(meta_params)['design']
   if design != 'free':
@@ -281,5 +343,7 @@ def averaged_params(params: Params, state: LSTMOptimizerState,
                      f'these meta-params are of the {design!r} design, whose '
                      'params are already the iterate to use')
   beta = _rules.interpolation(meta_params)
-  return jax.tree.map(lambda p, gap: (p - (1 - beta) * gap).astype(p.dtype),
-                      params, state.moments[-1])
+  masked = lambda x: isinstance(x, optax.MaskedNode)
+  average = lambda gap, p: p if masked(gap) else (
+      p - (1 - beta) * gap).astype(p.dtype)
+  return jax.tree.map(average, state.moments[-1], params, is_leaf=masked)

@@ -82,6 +82,10 @@ def _garbage(path):
   path.write_bytes(b'not a zip file at all')
 
 
+def _json(path):
+  path.write_text('{"meta_params": [1, 2]}')
+
+
 def _foreign_npz(path):
   np.savez(path, a=np.ones(2))
 
@@ -101,7 +105,8 @@ def _wrong_version(path):
 
 @pytest.mark.parametrize('corrupt, message', [
     (_truncated, 'corrupt or truncated'),
-    (_garbage, 'corrupt or truncated'),
+    (_garbage, 'not an l2l checkpoint .*a .npz zip archive'),
+    (_json, 'not an l2l checkpoint .*a .npz zip archive'),
     (_foreign_npz, 'not an l2l checkpoint'),
     (_wrong_version, 'format version 99'),
 ])
@@ -112,6 +117,7 @@ def test_corrupt_files_raise_naming_file(tmp_path, corrupt, message):
   with pytest.raises(l2l.CheckpointError, match=message) as info:
     l2l.load_checkpoint(path, {'a': jax.ShapeDtypeStruct((2,), jnp.float32)})
   assert str(path) in str(info.value)
+  assert 'pickle' not in str(info.value)  # never suggest unsafe loading
 
 
 @pytest.mark.parametrize('like, message', [
@@ -140,7 +146,12 @@ def test_missing_file_and_wrong_kind(tmp_path):
 def test_incompatible_architecture_raises(tmp_path):
   path = tmp_path / 'm.npz'
   meta_params = l2l.init_meta_params(jax.random.key(0), hidden_size=5)
-  l2l.save_meta_params(path, meta_params, config={'hidden_size': 6})
+  with pytest.raises(ValueError, match="config {'hidden_size': 6} differs"):
+    l2l.save_meta_params(path, meta_params, config={'hidden_size': 6})
+  # a file whose manifest disagrees with its arrays
+  l2l.save_checkpoint(path, meta_params, {
+      'kind': 'meta_params', 'config': {'design': 'paper', 'hidden_size': 6,
+                                        'num_layers': 2}})
   with pytest.raises(l2l.CheckpointError, match='incompatible entry'):
     l2l.load_meta_params(path)
 

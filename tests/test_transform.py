@@ -455,14 +455,17 @@ def test_averaged_params_of_a_fresh_free_design():
 
 
 @pytest.mark.parametrize('state, meta_params, message', [
-    ('chain', None, 'got tuple'),
+    ('adam', None, 'found 0 LSTMOptimizerState in the ScaleByAdamState'),
+    ('two', None, 'found 2 LSTMOptimizerState .* pass the one'),
     ('lstm', 'paper2016', "of the 'paper' design"),
 ])
 def test_averaged_params_errors(state, meta_params, message):
   params = {'w': jnp.ones(2)}
   opt = l2l.lstm_optimizer(meta_params)
-  if state == 'chain':
-    opt = optax.chain(optax.clip(1.0), opt)
+  if state == 'adam':
+    opt = optax.scale_by_adam()
+  if state == 'two':
+    opt = optax.chain(opt, optax.clip(1.0), opt)
   with pytest.raises(ValueError, match=message):
     l2l.averaged_params(params, opt.init(params), meta_params)
 
