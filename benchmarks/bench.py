@@ -83,6 +83,18 @@ def bytes_per_param(make_opt, hyper, params) -> float:
   return num_bytes / sum(p.size for p in jax.tree.leaves(params))
 
 
+def temp_bytes_per_param(make_opt, hyper, params) -> float:
+  """Bytes of compiled temporaries one jitted ``update`` allocates, per
+  parameter (XLA's memory analysis; NaN where the backend gives none)."""
+  state = jax.eval_shape(make_opt(hyper).init, params)
+  update = jax.jit(lambda h, g, s: make_opt(h).update(g, s))
+  analysis = update.lower(hyper, params, state).compile().memory_analysis()
+  if analysis is None:
+    return float('nan')
+  return analysis.temp_size_in_bytes / sum(
+      p.size for p in jax.tree.leaves(params))
+
+
 def update_rows(sizes, repeats, meta_params):
   """Rows of (params, layout, leaves, repeats, ms and bytes/param per opt)."""
   rows = []
@@ -97,7 +109,8 @@ def update_rows(sizes, repeats, meta_params):
                      [None] * len(opts), n)
       rows.append((sum(p.size for p in jax.tree.leaves(params)), layout,
                    len(jax.tree.leaves(params)), n, *ms,
-                   *(bytes_per_param(m, h, params) for m, h in opts)))
+                   *(bytes_per_param(m, h, params) for m, h in opts),
+                   *(temp_bytes_per_param(m, h, params) for m, h in opts)))
   return rows
 
 
@@ -141,10 +154,18 @@ def print_update_table(rows):
         'state bytes per parameter')
   print(f'{"params":>11} {"layout":>6} {"leaves":>6} {"reps":>4} '
         f'{"lstm ms":>10} {"adam ms":>10} {"lstm/adam":>9} '
-        f'{"lstm B/p":>9} {"adam B/p":>9}')
-  for num, layout, leaves, n, lstm, adam, lstm_b, adam_b in rows:
+        f'{"lstm B/p":>9} {"adam B/p":>9} {"lstm tmp B/p":>12} '
+        f'{"adam tmp B/p":>12}')
+  flat_ms = {}
+  for num, layout, leaves, n, lstm, adam, lstm_b, adam_b, lstm_t, adam_t in (
+      rows):
     print(f'{num:>11,} {layout:>6} {leaves:>6} {n:>4} {lstm:>10.3f} '
-          f'{adam:>10.3f} {lstm / adam:>9.1f} {lstm_b:>9.2f} {adam_b:>9.2f}')
+          f'{adam:>10.3f} {lstm / adam:>9.1f} {lstm_b:>9.2f} {adam_b:>9.2f} '
+          f'{lstm_t:>12.1f} {adam_t:>12.1f}')
+    if layout == 'flat':
+      flat_ms[num] = lstm
+    elif num in flat_ms:
+      print(f'{"":>11} tree/flat lstm: {lstm / flat_ms[num]:.2f}')
 
 
 def print_meta_table(args, repeats):

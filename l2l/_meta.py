@@ -147,7 +147,7 @@ def meta_step(state: MetaTrainState, task, key: Array, *,
     (mean minibatch loss after the unroll), ``grad_norm``, ``skipped`` and
     ``num_skipped``.
   """
-  weights = (jnp.ones(unroll_length) if loss_weights is None
+  weights = (jnp.ones(unroll_length, jnp.float32) if loss_weights is None
              else jnp.asarray(loss_weights, jnp.float32))
   (loss, (losses, inner)), grads = jax.value_and_grad(
       _meta_loss, has_aux=True)(state.meta_params, task, state.inner,
@@ -182,6 +182,9 @@ def _apply(state: MetaTrainState, grads, loss: Array, losses: Array,
            meta_optimizer) -> tuple[MetaTrainState, dict[str, Array]]:
   """Takes a meta-optimizer step unless the estimate is non-finite; step
   counts keep their values."""
+  # Under jax_enable_x64 an estimate can come out float64; keep the dtypes
+  # of the meta-params and of the meta-optimizer's state.
+  grads = optax.tree.cast_like(grads, state.meta_params)
   finite = _all_finite(grads) & jnp.isfinite(loss)
   updates, meta_opt_state = meta_optimizer.update(
       grads, state.meta_opt_state, state.meta_params)
@@ -264,7 +267,7 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
                      f'{num_pairs} and {sigma}')
   if fitness not in ES_FITNESS:
     raise ValueError(f'fitness must be one of {ES_FITNESS}, got {fitness!r}')
-  weights = (jnp.ones(unroll_length) if loss_weights is None
+  weights = (jnp.ones(unroll_length, jnp.float32) if loss_weights is None
              else jnp.asarray(loss_weights, jnp.float32))
   noise_key, restart_key = jax.random.split(key)
   leaves, treedef = jax.tree.flatten(state.meta_params)

@@ -56,7 +56,7 @@ def _accumulate(g: Array, moments, count, decay: float = SECOND_MOMENT_DECAY,
   v, *ms = moments
   v = decay * v + (1 - decay) * g * g
   ms = [b * m + (1 - b) * g for b, m in zip(MOMENTUM_DECAYS, ms)]
-  t = count.astype(jnp.float32)
+  t = count.astype(g.dtype)  # float64 for float64 params
   if correction is None:
     correction = 1 - decay**t
   rsqrt = 1.0 / (_safe_sqrt(v / correction) + EPS)
@@ -193,11 +193,12 @@ def second_moment_warmup(meta_params) -> Array:
       meta_params['nominal']['second_moment_warmup'], 0.0))
 
 
-def _second_moment_schedule(meta_params, count) -> tuple[Array, Array]:
+def _second_moment_schedule(meta_params, count, dtype=jnp.float32
+                            ) -> tuple[Array, Array]:
   r"""The free design's second-moment decay at step ``count`` and its bias
   correction :math:`1 - 0.8^{\min(t, T)} \beta_2^{\max(t - T, 0)}`: the
   decay is 0.8 for the first :math:`T` steps and :math:`\beta_2` after."""
-  t = count.astype(jnp.float32)
+  t = count.astype(dtype)
   warm = jnp.minimum(t, second_moment_warmup(meta_params))
   late = second_moment_decay(meta_params)
   decay = jnp.where(t <= warm, WARMUP_SECOND_MOMENT_DECAY, late)
@@ -369,7 +370,8 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   cut, spike_average = _spike_cut(meta_params, unit, top, scale[3], count)
   offset = jnp.clip(offset - cut, MIN_LOG_SCALE, MAX_LOG_SCALE)
   v, ms, t, rsqrt = _accumulate(g, accumulators, count,
-                                *_second_moment_schedule(meta_params, count))
+                                *_second_moment_schedule(meta_params, count,
+                                                         g.dtype))
   normalised = _features(g, ms, t, rsqrt)
   out, carry = network.apply({'params': meta_params['params']},
                              _inputs(normalised, (cosine, offset)), carry)

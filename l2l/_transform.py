@@ -51,7 +51,9 @@ def _load(path: str, size: int, mtime_ns: int) -> tuple[MetaParams, dict]:
   """Reads a file once per identity: a rewritten file is read again."""
   del size, mtime_ns
   meta_params, manifest = _checkpoint.load_meta_params(path)
-  return meta_params, manifest['config']
+  # Host arrays: device arrays made under one mesh context would carry it
+  # into computations under another.
+  return jax.device_get(meta_params), manifest['config']
 
 
 def _resolve(meta_params) -> tuple[MetaParams, dict]:
