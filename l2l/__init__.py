@@ -1,6 +1,6 @@
 """l2l: learned optimizers for JAX, usable as optax transforms."""
 
-__version__ = '0.6.0'
+__version__ = '0.7.0'
 
 from l2l._checkpoint import CheckpointError
 from l2l._checkpoint import load_checkpoint
@@ -8,6 +8,7 @@ from l2l._checkpoint import load_meta_params
 from l2l._checkpoint import read_manifest
 from l2l._checkpoint import save_checkpoint
 from l2l._checkpoint import save_meta_params
+from l2l._fit import meta_train
 from l2l._meta import ES_FITNESS
 from l2l._meta import es_meta_step
 from l2l._meta import init_inner_states
@@ -43,6 +44,7 @@ __all__ = (
     'load_meta_params',
     'lstm_optimizer',
     'meta_step',
+    'meta_train',
     'preprocess_gradients',
     'read_manifest',
     'save_checkpoint',

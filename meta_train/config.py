@@ -18,7 +18,8 @@ class TrainConfig:
   """What a meta-training run does.
 
   Attributes:
-    family: task family name (see ``tasks.get_family``).
+    family: task family name (see ``tasks.get_family``), or the
+      ``package.module:object`` spec of a user's task or family (``--task``).
     meta_steps: meta-gradient steps (truncations) to take; 0 writes the
       initial meta-parameters (for the adaptive and hyper designs, the
       nominal rule with a zero read-out).
@@ -144,10 +145,21 @@ class TrainConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """Adds one ``--flag`` per :class:`TrainConfig` field."""
+  """Adds one ``--flag`` per :class:`TrainConfig` field, and ``--task``,
+  which sets ``family`` to a user's spec (exclusive with ``--family``)."""
   for field in dataclasses.fields(TrainConfig):
     flag = '--' + field.name.replace('_', '-')
-    if field.type in (bool, 'bool'):
+    if field.name == 'family':
+      # No default here: argparse misses the clash with --task when
+      # --family repeats its default value.
+      group = parser.add_mutually_exclusive_group()
+      group.add_argument(flag, help=f'registered task family (default: '
+                         f'{field.default})')
+      group.add_argument('--task', dest='family', type=task_spec,
+                         default=argparse.SUPPRESS, metavar='MODULE:OBJECT',
+                         help="your own Task or TaskFamily, or a class or "
+                         "function returning one, e.g. 'mypkg.tasks:MY_TASK'")
+    elif field.type in (bool, 'bool'):
       parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                           default=field.default)
     else:
@@ -157,6 +169,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help=f'(default: {field.default})')
 
 
+def task_spec(value: str) -> str:
+  """Checks the form of a ``--task`` spec; the import happens later."""
+  module, _, attribute = value.partition(':')
+  if not module or not attribute:
+    raise argparse.ArgumentTypeError(
+        f"expected 'package.module:object', got {value!r}")
+  return value
+
+
 def from_arguments(args: argparse.Namespace) -> TrainConfig:
-  return TrainConfig(**{f.name: getattr(args, f.name)
-                        for f in dataclasses.fields(TrainConfig)})
+  """The config of parsed flags; a flag left at None takes the default."""
+  values = {f.name: getattr(args, f.name, None)
+            for f in dataclasses.fields(TrainConfig)}
+  return TrainConfig(**{k: v for k, v in values.items() if v is not None})

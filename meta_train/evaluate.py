@@ -289,6 +289,22 @@ def load_candidates(args: Sequence[str | None]) -> dict[str, Any]:
           for name, arg in candidate_names(args).items()}
 
 
+def describe(arg: str | None) -> str:
+  """A legend label that says which learned optimizer ``arg`` is: its
+  design and, for a meta-trained file, its meta-steps and task family."""
+  suffix = ''
+  if arg is not None and arg.endswith(AVERAGE_SUFFIX):
+    arg, suffix = arg[:-len(AVERAGE_SUFFIX)], ' at its average x'
+  name = candidate_name(arg)
+  _, manifest = l2l.load_meta_params(None if _is_default(arg) else arg)
+  config = manifest.get('config', {})
+  steps = manifest.get('meta_steps')
+  trained = (f', {steps} meta-steps on {manifest.get("task_family")}'
+             if steps else ', not meta-trained')
+  return (f'l2l {name} ({config.get("design", "paper")} design{trained})'
+          f'{suffix}')
+
+
 def run(meta_params_paths: Sequence[str | None], family_name: str,
         num_steps: int, num_seeds: int, out_dir: str,
         stem: str = 'eval') -> dict:
@@ -300,6 +316,8 @@ def run(meta_params_paths: Sequence[str | None], family_name: str,
     family = tasks.get_family(family_name, split='test')
   results = evaluate(family, candidates, num_steps=num_steps,
                      seeds=range(num_seeds))
+  for name, arg in candidate_names(meta_params_paths).items():
+    results['optimizers'][name]['description'] = describe(arg)
   json_path, png_path = write_report(results, out_dir, stem)
   print(table(results))
   print(f'wrote {json_path} and {png_path}')

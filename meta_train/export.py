@@ -24,6 +24,8 @@ def command_for(config: config_lib.TrainConfig) -> str:
     if value == field.default and field.name not in always:
       continue
     flag = '--' + field.name.replace('_', '-')
+    if field.name == 'family' and ':' in value:
+      flag = '--task'
     if isinstance(value, bool):
       flags.append(flag if value else '--no-' + flag[2:])
     else:

@@ -62,7 +62,8 @@ def loss_curves(results: dict, path: str) -> None:
   steps = np.arange(len(next(iter(results['optimizers'].values()))[
       'curve_mean'])) * results['record_every']
   for name, r in results['optimizers'].items():
-    label = name if r['kind'] == 'candidate' else f'{name} (lr {r["lr"]:g})'
+    label = (r.get('description', name) if r['kind'] == 'candidate'
+             else f'{name} (lr {r["lr"]:g})')
     line, = ax.plot(steps, r['curve_mean'], label=label,
                     lw=2.2 if r['kind'] == 'candidate' else 1.2)
     ax.fill_between(steps, r['curve_min'], r['curve_max'],

@@ -17,10 +17,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import tqdm
 
 import l2l
+from l2l import _fit
 import tasks
 from meta_train.config import TrainConfig
 
@@ -31,16 +31,8 @@ META_PARAMS = 'meta_params.npz'
 # memory mappings until freed, and a process that keeps ~100 of them runs
 # out (LLVM "Cannot allocate memory"), so at most this many stay compiled.
 MAX_COMPILED_STRUCTURES = 16
-
-
-def trainable_leaves(meta_params, subset: str):
-  """``subset`` 'all' marks every leaf; 'readout' the nominal constants and
-  the output layer; 'output' the output layer only."""
-  def mark(path, _):
-    keys = [getattr(k, 'key', None) for k in path]
-    return (subset == 'all' or 'output' in keys
-            or (subset == 'readout' and 'nominal' in keys))
-  return jax.tree_util.tree_map_with_path(mark, meta_params)
+# Which meta-params a subset (--train-only) trains; shared with l2l.meta_train.
+trainable_leaves = _fit.trainable_leaves
 
 
 class Trainer:
@@ -49,24 +41,17 @@ class Trainer:
   def __init__(self, config: TrainConfig):
     self.config = config
     self.family = tasks.get_family(config.family)
-    self.meta_optimizer = optax.multi_transform(
-        {True: optax.chain(optax.clip_by_global_norm(config.clip_norm),
-                           optax.adam(config.meta_lr)),
-         False: optax.set_to_zero()}, self.trainable)
+    self.meta_optimizer = _fit.adam_meta_optimizer(
+        self.trainable, meta_lr=config.meta_lr, clip_norm=config.clip_norm)
     self.optimizer_fn = functools.partial(
         l2l.lstm_optimizer, **config.optimizer_kwargs)
-    if config.estimator == 'es':
-      step = functools.partial(l2l.es_meta_step, num_pairs=config.es_pairs,
-                               sigma=config.es_sigma, trainable=self.trainable,
-                               fitness=config.es_fitness)
-    else:
-      step = functools.partial(l2l.meta_step, second_order=config.second_order)
-    self._step = jax.jit(functools.partial(
-        step, optimizer_fn=self.optimizer_fn,
-        meta_optimizer=self.meta_optimizer,
+    self._step = _fit.jitted_meta_step(
+        config.estimator, optimizer_fn=self.optimizer_fn,
+        meta_optimizer=self.meta_optimizer, trainable=self.trainable,
         unroll_length=config.unroll_length, log_losses=config.log_losses,
-        loss_weights=config.loss_weights),
-                         donate_argnums=0)
+        loss_weights=config.loss_weights, es_pairs=config.es_pairs,
+        es_sigma=config.es_sigma, es_fitness=config.es_fitness,
+        second_order=config.second_order)
     self._init_inner = jax.jit(
         lambda meta_params, task, key: l2l.init_inner_states(
             task, self.optimizer_fn(meta_params), key, config.num_tasks))
@@ -189,8 +174,8 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
   Returns:
     The path of the saved meta-parameters.
   """
+  trainer = Trainer(config)  # first: a bad family fails before any file
   os.makedirs(out_dir, exist_ok=True)
-  trainer = Trainer(config)
   start, state, elapsed = 0, None, 0.0
   if resume and os.path.exists(os.path.join(out_dir, CHECKPOINT)):
     state, start, elapsed = _restore(trainer, out_dir)

@@ -25,6 +25,8 @@ from tasks.heldout import (AutoencoderFamily, AutoencoderTask,
 from tasks.mlp import MLPFamily, MLPTask
 from tasks.quadratic import (QuadraticFamily, QuadraticProblem, QuadraticTask,
                              XSquaredFamily, XSquaredTask)
+from tasks import user
+from tasks.user import SingleTaskFamily
 
 __all__ = (
     "AutoencoderFamily",
@@ -51,6 +53,7 @@ __all__ = (
     "QuadraticTask",
     "RosenbrockFamily",
     "RosenbrockTask",
+    "SingleTaskFamily",
     "Task",
     "TaskFamily",
     "XSquaredFamily",
@@ -107,25 +110,32 @@ FAMILIES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
 
 
 def get_family(name: str, **kwargs) -> TaskFamily:
-  """Builds the registered task family ``name``.
+  """Builds the registered task family ``name``, or a user's.
 
   Args:
     name: A key of :data:`FAMILIES`, e.g. ``"quadratic"``, ``"x_squared"``,
-      ``"mnist1d_mlp"``, ``"digits_conv"``, or several joined by ``+`` for a
+      ``"mnist1d_mlp"``, ``"digits_conv"``; a ``"package.module:object"``
+      spec of a user's Task or TaskFamily, or of a class or function
+      returning one (see :mod:`tasks.user`; a Task becomes a
+      :class:`SingleTaskFamily`); or several joined by ``+`` for a
       :class:`MixtureFamily` (``"quadratic+mnist1d_mlp"``).
     **kwargs: Override the registered defaults (e.g. ``split="test"``,
-      ``data_dir=...``, ``dim=20``).
+      ``data_dir=...``, ``dim=20``); for a spec, arguments of its class or
+      function.
 
   Returns:
     The family.
 
   Raises:
-    ValueError: if ``name`` is not registered; the message lists valid names.
+    ValueError: if ``name`` is not registered (the message lists valid
+      names) or a spec cannot be resolved (the message names it).
   """
   if "+" in name:
     if kwargs:
       raise ValueError(f"mixture {name!r} takes no keyword arguments")
     return MixtureFamily(tuple(get_family(part) for part in name.split("+")))
+  if user.is_spec(name):
+    return user.from_spec(name, **kwargs)
   if name not in FAMILIES:
     raise ValueError(f"Unknown task family {name!r}; valid names:"
                      f" {', '.join(sorted(FAMILIES))}.")

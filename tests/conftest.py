@@ -1,7 +1,38 @@
-"""Test configuration: strict rank promotion, as in optax and equinox."""
+"""Test configuration: strict rank promotion, as in optax and equinox; the
+library's own tests carry the ``core`` marker (``pytest -m core`` runs them
+alone, in about two minutes)."""
+
+import os
+import shutil
+import tempfile
 
 import jax
 import pytest
+
+# Tests of l2l/ itself; the others exercise tasks/, meta_train/, benchmarks/.
+CORE = {'test_api.py', 'test_checkpoint.py', 'test_faults.py',
+        'test_flax.py', 'test_meta.py', 'test_preprocess.py',
+        'test_transform.py'}
+
+
+def pytest_configure(config):
+  """A compilation cache for this session only: tests that build the same
+  program in a new ``jit`` (each meta-training run, each resume) read it
+  back instead of compiling again. It starts empty, so nothing stale is
+  read."""
+  config.l2l_xla_cache = tempfile.mkdtemp(prefix='l2l-test-xla-')
+  jax.config.update('jax_compilation_cache_dir', config.l2l_xla_cache)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+def pytest_unconfigure(config):
+  shutil.rmtree(getattr(config, 'l2l_xla_cache', ''), ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if os.path.basename(str(item.fspath)) in CORE:
+      item.add_marker(pytest.mark.core)
 
 
 @pytest.fixture(autouse=True)

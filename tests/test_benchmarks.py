@@ -1,5 +1,6 @@
 """Smoke test of the one-call GPU script, in its CPU mode (QUICK=1)."""
 
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -21,3 +22,19 @@ def test_device_checks_runs_every_phase_and_exports_the_run(tmp_path):
   assert manifest['config']['design'] == 'free' and 'params' in meta_params
   assert manifest['meta_steps'] == 2
   assert 'wide: training quadratic' in (tmp_path / 'validate.log').read_text()
+
+
+def test_readme_quotes_the_checked_main_command_figures():
+  """The figures that benchmarks/main_figure.py --check holds the main
+  command to (in .ci/run) are the ones the README states."""
+  spec = importlib.util.spec_from_file_location(
+      'main_figure', ROOT / 'benchmarks' / 'main_figure.py')
+  main_figure = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(main_figure)
+  readme = (ROOT / 'README.md').read_text()
+  intro = readme[:readme.index('## Use it as an optax optimizer')]
+  for name, value in main_figure.EXPECTED.items():
+    assert f'{value:.3g}' in intro, name
+  assert f'more than {main_figure.TOLERANCE:.0%}' in intro
+  assert 'python benchmarks/main_figure.py --check' in (
+      ROOT / '.ci' / 'run').read_text()

@@ -221,6 +221,10 @@ def test_command_line_trains_evaluates_and_plots(tmp_path, capsys):
                                         os.path.basename(tmp_path)}
   assert len(results['optimizers']['adam']['final_losses']) == 3
   assert '| adam |' in capsys.readouterr().out
+  # the legend says which optimizer the run's name stands for
+  assert results['optimizers'][os.path.basename(tmp_path)]['description'] == (
+      f'l2l {os.path.basename(tmp_path)} (free design, 8 meta-steps on '
+      'x_squared)')
 
 
 def test_dropping_compiled_programs_changes_nothing(tmp_path, monkeypatch):
