@@ -293,3 +293,11 @@ def test_load_and_save_by_name_and_defaults(tmp_path):
   loaded, manifest = l2l.load_meta_params(path)
   assert manifest['config'] == l2l.architecture(meta_params)
   jax.tree.map(np.testing.assert_array_equal, loaded, meta_params)
+
+
+def test_lstm_optimizer_docstring_counts_the_designs():
+  words = {2: 'Two', 3: 'Three', 4: 'Four', 5: 'Five'}
+  doc = l2l.lstm_optimizer.__doc__
+  assert f'{words[len(l2l.DESIGNS)]} designs exist' in doc
+  for design in l2l.DESIGNS:
+    assert f"``'{design}'``" in doc, design
