@@ -173,6 +173,10 @@ def _read(path, arrays: bool) -> tuple[dict, dict]:
 def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
   """Reads a checkpoint into the structure of ``like``.
 
+  Entries of ``like`` that a later l2l added (``ADDED_ENTRIES``, matched by
+  the end of their key path) and the file lacks load as zeros, which
+  reproduces the behaviour the file was saved under.
+
   Args:
     path: a file written by :func:`save_checkpoint`.
     like: a pytree (arrays or ``jax.ShapeDtypeStruct``) giving the expected
@@ -181,10 +185,6 @@ def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
   Returns:
     ``(tree, manifest)`` where ``tree`` has the structure of ``like`` and
     numpy array leaves (JAX key arrays for PRNG key leaves).
-
-  Entries of ``like`` that a later l2l added (``ADDED_ENTRIES``, matched by
-  the end of their key path) and the file lacks load as zeros, which
-  reproduces the behaviour the file was saved under.
 
   Raises:
     CheckpointError: the file is missing, corrupt or does not match ``like``;

@@ -135,12 +135,14 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
     >>> optimizer = l2l.lstm_optimizer(meta_params)
 
   References:
-    Andrychowicz et al., 2016, "Learning to learn by gradient descent by
-    gradient descent", https://arxiv.org/abs/1606.04474 (BPTT).
-    Metz et al., 2019, "Understanding and correcting pathologies in the
-    training of learned optimizers", https://arxiv.org/abs/1810.10180 (ES).
-    Salimans et al., 2017, "Evolution strategies as a scalable alternative
-    to reinforcement learning", https://arxiv.org/abs/1703.03864.
+    - Andrychowicz et al., 2016, "Learning to learn by gradient descent by
+      gradient descent", https://arxiv.org/abs/1606.04474 (BPTT).
+    - Metz et al., 2019, "Understanding and correcting pathologies in the
+      training of learned optimizers", https://arxiv.org/abs/1810.10180
+      (ES).
+    - Salimans et al., 2017, "Evolution strategies as a scalable
+      alternative to reinforcement learning",
+      https://arxiv.org/abs/1703.03864.
   """
   _check_arguments(task, locals())
   draw = _task_sampler(task, key)

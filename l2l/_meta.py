@@ -54,7 +54,22 @@ class MetaTrainState(NamedTuple):
 
 def init_inner_states(task, optimizer: optax.GradientTransformation,
                       key: Array, num_tasks: int) -> InnerState:
-  """Samples ``num_tasks`` fresh problems of ``task`` with fresh params."""
+  """Samples ``num_tasks`` fresh problems of ``task`` with fresh params.
+
+  Args:
+    task: a ``tasks.Task``; its ``init_params`` and ``sample_problem`` are
+      called once per problem.
+    optimizer: the learned optimizer, whose ``init`` makes each problem's
+      ``opt_state``.
+    key: PRNG key, split into one key per problem (for its params, its
+      problem instance and its minibatches).
+    num_tasks: problems to sample.
+
+  Returns:
+    An :class:`InnerState` whose leaves have a leading axis of size
+    ``num_tasks``, with ``step`` 0: the ``state.inner`` of
+    :func:`meta_step` and :func:`es_meta_step`.
+  """
 
   def init_one(key):
     problem_key, params_key, run_key = jax.random.split(key, 3)
@@ -299,7 +314,8 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
                 optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer)
 
 
-# Fitness shapings of :func:`es_meta_step`.
+#: The fitness shapings of :func:`l2l.es_meta_step`, its ``fitness``
+#: argument: ``'difference'`` or ``'rank'``.
 ES_FITNESS = ('difference', 'rank')
 
 

@@ -151,7 +151,9 @@ def init_meta_params(
   return meta_params
 
 
-# design -> (per-coordinate input features, outputs per coordinate).
+#: The designs of learned optimizer, by name: ``design -> (num_inputs,
+#: num_outputs)``, the per-coordinate input features and read-out values
+#: per coordinate of the LSTM (see :func:`l2l.lstm_optimizer`).
 DESIGNS = {'paper': (2, 1), 'adaptive': (4, 2), 'hyper': (6, 2),
            'free': (6, 2)}
 

@@ -20,17 +20,20 @@ def preprocess_gradients(gradients: ArrayLike, p: float = 10.0) -> Array:
   features.
 
   Args:
-    gradients: array of any shape; computed in float32.
+    gradients (jax.typing.ArrayLike): array of any shape; computed in
+      float32 (float64 for float64 gradients).
     p: the magnitude threshold exponent, ``p > 0``.
 
   Returns:
-    float32 array of shape ``gradients.shape + (2,)``.
+    float32 (float64 for float64 gradients) array of shape
+    ``gradients.shape + (2,)``.
 
   References:
     Andrychowicz et al., 2016, "Learning to learn by gradient descent by
     gradient descent", https://arxiv.org/abs/1606.04474.
   """
-  g = jnp.asarray(gradients, jnp.float32)
+  g = jnp.asarray(gradients)
+  g = g.astype(jnp.promote_types(g.dtype, jnp.float32))
   magnitude = jnp.abs(g)
   large = magnitude >= jnp.exp(-p)
   # The `where` keeps log(0) out of the graph, so its gradient stays finite.

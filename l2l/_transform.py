@@ -163,8 +163,6 @@ def lstm_optimizer(
       :func:`l2l.save_meta_params`; the name of a configuration shipped with
       the package (``'default'``, ``'paper2016'``); or ``None`` for
       ``'default'``. The design and sizes are read off the meta-params.
-    preprocess_p: exponent ``p`` of the paper design's preprocessing;
-      ``None`` takes the value stored with loaded meta-params, else 10.
     learning_rate: :math:`\alpha_t`, a multiplier on the learned update (a
       float, a scalar array, or an optax schedule of the step count, read
       before the count is incremented as in ``optax.scale_by_schedule``).
@@ -209,17 +207,17 @@ def lstm_optimizer(
     ...     weight_decay=1e-4)
 
   References:
-    Andrychowicz et al., 2016, "Learning to learn by gradient descent by
-    gradient descent", https://arxiv.org/abs/1606.04474.
-    Lv et al., 2017, "Learning gradient descent: better generalization and
-    longer horizons", https://arxiv.org/abs/1703.03633.
-    Wichrowska et al., 2017, "Learned optimizers that scale and
-    generalize", https://arxiv.org/abs/1703.04813.
-    Loshchilov and Hutter, 2019, "Decoupled weight decay regularization",
-    https://arxiv.org/abs/1711.05101.
-    Harrison et al., 2022, "A closer look at learned optimization:
-    stability, robustness, and inductive biases",
-    https://arxiv.org/abs/2209.11208.
+    - Andrychowicz et al., 2016, "Learning to learn by gradient descent by
+      gradient descent", https://arxiv.org/abs/1606.04474.
+    - Lv et al., 2017, "Learning gradient descent: better generalization
+      and longer horizons", https://arxiv.org/abs/1703.03633.
+    - Wichrowska et al., 2017, "Learned optimizers that scale and
+      generalize", https://arxiv.org/abs/1703.04813.
+    - Loshchilov and Hutter, 2019, "Decoupled weight decay regularization",
+      https://arxiv.org/abs/1711.05101.
+    - Harrison et al., 2022, "A closer look at learned optimization:
+      stability, robustness, and inductive biases",
+      https://arxiv.org/abs/2209.11208.
   """
   config = dict(PAPER_CONFIG)
   meta_params, stored = _resolve(meta_params)

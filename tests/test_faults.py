@@ -301,3 +301,21 @@ def test_lstm_optimizer_docstring_counts_the_designs():
   assert f'{words[len(l2l.DESIGNS)]} designs exist' in doc
   for design in l2l.DESIGNS:
     assert f"``'{design}'``" in doc, design
+
+
+@pytest.mark.parametrize('design', DESIGNS)
+def test_x64_updates_see_differences_below_float32_resolution(design):
+  """float64 arithmetic throughout: gradients that float32 cannot tell
+  apart give different updates."""
+  with jax.enable_x64(True):
+    opt = l2l.lstm_optimizer(_fresh(design))
+    params = {'w': jnp.linspace(0.5, 1.5, 4, dtype=jnp.float64)}
+    grads = {'w': jnp.linspace(-1.0, 2.0, 4, dtype=jnp.float64)}
+    nudged = {'w': grads['w'] * (1 + 1e-11)}
+    assert np.array_equal(grads['w'].astype(jnp.float32),
+                          nudged['w'].astype(jnp.float32))
+    state = opt.init(params)
+    a, _ = opt.update(grads, state, params)
+    b, _ = opt.update(nudged, state, params)
+    assert a['w'].dtype == jnp.float64
+    assert not np.array_equal(a['w'], b['w'])
