@@ -20,6 +20,8 @@ from l2l._network import CoordinatewiseLSTM
 from l2l._network import DESIGNS
 from l2l._network import init_meta_params
 from l2l._network import LSTMCarry
+from l2l._pes import pes_meta_step
+from l2l._pes import pes_start
 from l2l._preprocess import preprocess_gradients
 from l2l._transform import architecture
 from l2l._transform import averaged_params
@@ -45,6 +47,8 @@ __all__ = (
     'lstm_optimizer',
     'meta_step',
     'meta_train',
+    'pes_meta_step',
+    'pes_start',
     'preprocess_gradients',
     'read_manifest',
     'save_checkpoint',

@@ -19,9 +19,10 @@ from l2l._base import Array, MetaParams
 from l2l._meta import es_meta_step, init_inner_states, meta_step
 from l2l._meta import MetaTrainState
 from l2l._network import DESIGNS, init_meta_params
+from l2l._pes import pes_meta_step, pes_start
 from l2l._transform import lstm_optimizer
 
-ESTIMATORS = ('bptt', 'es')
+ESTIMATORS = ('bptt', 'es', 'pes')
 SUBSETS = ('all', 'readout', 'output')
 TASK_METHODS = ('init_params', 'sample_problem', 'loss', 'full_loss')
 METRICS = ('meta_loss', 'final_loss', 'grad_norm', 'skipped', 'num_skipped')
@@ -57,12 +58,25 @@ def jitted_meta_step(estimator: str, *, optimizer_fn, meta_optimizer,
   if estimator == 'es':
     step = functools.partial(es_meta_step, num_pairs=es_pairs, sigma=es_sigma,
                              trainable=trainable, fitness=es_fitness)
+  elif estimator == 'pes':
+    step = functools.partial(pes_meta_step, sigma=es_sigma,
+                             trainable=trainable)
   else:
     step = functools.partial(meta_step, second_order=second_order)
   return jax.jit(functools.partial(
       step, optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer,
       unroll_length=unroll_length, log_losses=log_losses,
       loss_weights=loss_weights), donate_argnums=0)
+
+
+def start_episode(estimator: str, state: MetaTrainState,
+                  inner) -> MetaTrainState:
+  """``state`` with fresh problems ``inner``; for PES, both particles of
+  each pair start there with no accumulated perturbation
+  (:func:`l2l.pes_start`)."""
+  if estimator == 'pes':
+    return pes_start(state, inner)
+  return state._replace(inner=inner)
 
 
 def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
@@ -81,8 +95,10 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
   problems and moves the meta-parameters :math:`\phi` by clipped Adam along
   an estimate of :math:`\nabla_\phi \frac{1}{B} \sum_b \sum_{t=1}^{K}
   \log f_b(\theta_t)`: backpropagation through the truncated unroll
-  (``'bptt'``, :func:`l2l.meta_step`) or antithetic evolution strategies
-  (``'es'``, :func:`l2l.es_meta_step`). Every ``truncations_per_episode``
+  (``'bptt'``, :func:`l2l.meta_step`), antithetic evolution strategies
+  (``'es'``, :func:`l2l.es_meta_step`) or persistent evolution strategies
+  (``'pes'``, :func:`l2l.pes_meta_step`: ``num_tasks`` antithetic pairs,
+  each with its own two trajectories, unbiased across truncations). Every ``truncations_per_episode``
   meta-steps an episode ends and fresh problems (of a fresh task, for a
   family) start. The defaults, keys and episodes are those of
   ``python -m meta_train``: with an int ``key`` equal to its ``--seed`` and
@@ -99,7 +115,7 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
     meta_params: meta-parameters to start from; fresh ones of ``design``
       from :func:`l2l.init_meta_params` when None.
     design: a key of :data:`l2l.DESIGNS`, used when ``meta_params`` is None.
-    estimator: ``'es'`` or ``'bptt'``.
+    estimator: ``'es'``, ``'pes'`` or ``'bptt'``.
     meta_steps: meta-steps (truncations) to take; 0 returns the start.
     num_tasks: problems per meta-step, trained in parallel.
     unroll_length: inner steps per truncation, ``K``.
@@ -108,7 +124,7 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
     clip_norm: global-norm clip of the meta-gradient.
     log_losses: sum log losses (balances problems of different scales).
     es_pairs: antithetic pairs per ES meta-step.
-    es_sigma: standard deviation of the ES perturbations.
+    es_sigma: standard deviation of the ES and PES perturbations.
     trainable: which meta-parameters move: ``'all'``, ``'readout'`` (the
       nominal constants and the read-out layer), ``'output'`` (the read-out
       layer), a tree of bools like the meta-params, or a function from
@@ -143,6 +159,9 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
     - Salimans et al., 2017, "Evolution strategies as a scalable
       alternative to reinforcement learning",
       https://arxiv.org/abs/1703.03864.
+    - Vicol et al., 2021, "Unbiased gradient estimation in unrolled
+      computation graphs with persistent evolution strategies",
+      https://arxiv.org/abs/2112.13835 (PES).
   """
   _check_arguments(task, locals())
   draw = _task_sampler(task, key)
@@ -162,13 +181,15 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
   # A copy: the step donates its input buffers.
   meta_params = (init_meta_params(keys[0], design=design) if meta_params is None
                  else jax.tree.map(jnp.array, meta_params))
-  state = MetaTrainState(meta_params, meta_optimizer.init(meta_params),
-                         new_inner(meta_params, 0), jnp.zeros([], jnp.int32))
+  state = start_episode(estimator, MetaTrainState(
+      meta_params, meta_optimizer.init(meta_params), None,
+      jnp.zeros([], jnp.int32)), new_inner(meta_params, 0))
   log, pending = {name: [] for name in METRICS}, None
   for step in range(meta_steps):
     episode, offset = divmod(step, truncations_per_episode)
     if offset == 0 and step > 0:
-      state = state._replace(inner=new_inner(state.meta_params, episode))
+      state = start_episode(estimator, state,
+                            new_inner(state.meta_params, episode))
     state, metrics = step_fn(state, draw(episode),
                              jax.random.fold_in(keys[2], step))
     if pending is not None:  # read back one step late: no sync per step

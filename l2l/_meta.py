@@ -45,11 +45,16 @@ class MetaTrainState(NamedTuple):
     meta_opt_state: the meta-optimizer's state.
     inner: :class:`InnerState` batched over ``num_tasks`` problems.
     num_skipped: int32 meta-steps skipped for a non-finite meta-gradient.
+    noise_sum: for :func:`l2l.pes_meta_step` only (set by
+      :func:`l2l.pes_start`), the perturbations each antithetic pair has
+      accumulated in this episode, a tree like ``meta_params`` with a
+      leading ``[num_pairs]`` axis; ``()`` otherwise.
   """
   meta_params: MetaParams
   meta_opt_state: OptState
   inner: InnerState
   num_skipped: Array
+  noise_sum: Any = ()
 
 
 def init_inner_states(task, optimizer: optax.GradientTransformation,
@@ -192,11 +197,11 @@ def _step_counts(meta_params) -> list[bool]:
           for path, _ in jax.tree_util.tree_flatten_with_path(meta_params)[0]]
 
 
-def _apply(state: MetaTrainState, grads, loss: Array, losses: Array,
-           inner: InnerState, task, key: Array, *, optimizer_fn,
-           meta_optimizer) -> tuple[MetaTrainState, dict[str, Array]]:
-  """Takes a meta-optimizer step unless the estimate is non-finite; step
-  counts keep their values."""
+def _meta_update(state: MetaTrainState, grads, loss: Array,
+                 meta_optimizer: optax.GradientTransformation):
+  """A meta-optimizer step unless the estimate is non-finite; step counts
+  keep their values. Returns ``(meta_params, meta_opt_state, finite,
+  grads)``, the grads cast like the meta-params."""
   # Under jax_enable_x64 an estimate can come out float64; keep the dtypes
   # of the meta-params and of the meta-optimizer's state.
   grads = optax.tree.cast_like(grads, state.meta_params)
@@ -211,15 +216,28 @@ def _apply(state: MetaTrainState, grads, loss: Array, losses: Array,
       old if fixed else new for new, old, fixed in zip(
           leaves, jax.tree.leaves(state.meta_params),
           _step_counts(state.meta_params))])
-  meta_params = keep(moved, state.meta_params)
+  return (keep(moved, state.meta_params),
+          keep(meta_opt_state, state.meta_opt_state), finite, grads)
+
+
+def _metrics(loss, losses, grads, finite, num_skipped) -> dict[str, Array]:
+  return {'meta_loss': loss, 'final_loss': jnp.mean(losses[:, -1]),
+          'grad_norm': optax.tree.norm(grads), 'skipped': ~finite,
+          'num_skipped': num_skipped}
+
+
+def _apply(state: MetaTrainState, grads, loss: Array, losses: Array,
+           inner: InnerState, task, key: Array, *, optimizer_fn,
+           meta_optimizer) -> tuple[MetaTrainState, dict[str, Array]]:
+  """Takes a meta-optimizer step unless the estimate is non-finite (step
+  counts keep their values) and restarts diverged problems."""
+  meta_params, meta_opt_state, finite, grads = _meta_update(
+      state, grads, loss, meta_optimizer)
   inner = _restart_diverged(inner, losses[:, -1], task,
                             optimizer_fn(meta_params), key)
   num_skipped = state.num_skipped + (~finite).astype(jnp.int32)
-  metrics = {'meta_loss': loss, 'final_loss': jnp.mean(losses[:, -1]),
-             'grad_norm': optax.tree.norm(grads), 'skipped': ~finite,
-             'num_skipped': num_skipped}
-  return MetaTrainState(meta_params, keep(meta_opt_state, state.meta_opt_state),
-                        inner, num_skipped), metrics
+  return MetaTrainState(meta_params, meta_opt_state, inner, num_skipped), (
+      _metrics(loss, losses, grads, finite, num_skipped))
 
 
 def es_meta_step(state: MetaTrainState, task, key: Array, *,
@@ -285,19 +303,8 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
   weights = (jnp.ones(unroll_length, jnp.float32) if loss_weights is None
              else jnp.asarray(loss_weights, jnp.float32))
   noise_key, restart_key = jax.random.split(key)
-  leaves, treedef = jax.tree.flatten(state.meta_params)
-  if callable(trainable):
-    trainable = trainable(state.meta_params)
-  mask = ([True] * len(leaves) if trainable is None
-          else treedef.flatten_up_to(trainable))
-  mask = [m and not fixed
-          for m, fixed in zip(mask, _step_counts(state.meta_params))]
-  draw = lambda k, x, m: (
-      sigma * jax.random.normal(k, (num_pairs,) + jnp.shape(x), jnp.float32)
-      if m else jnp.zeros((num_pairs,) + jnp.shape(x), jnp.float32))
-  noise = treedef.unflatten([
-      draw(k, x, m) for k, x, m in zip(
-          jax.random.split(noise_key, len(leaves)), leaves, mask)])
+  noise = _antithetic_noise(state.meta_params, noise_key, num_pairs, sigma,
+                            trainable)
   evaluate = lambda meta_params: _meta_loss(
       meta_params, task, state.inner, weights, optimizer_fn=optimizer_fn,
       unroll_length=unroll_length, log_losses=log_losses)
@@ -312,6 +319,25 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
   loss, (losses, inner) = evaluate(state.meta_params)
   return _apply(state, grads, loss, losses, inner, task, restart_key,
                 optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer)
+
+
+def _antithetic_noise(meta_params, key: Array, num_pairs: int, sigma: float,
+                      trainable):
+  """``[num_pairs, *leaf]`` Gaussian perturbations of scale ``sigma`` per
+  leaf of ``meta_params``; zeros on leaves that ``trainable`` leaves out
+  and on step counts."""
+  leaves, treedef = jax.tree.flatten(meta_params)
+  if callable(trainable):
+    trainable = trainable(meta_params)
+  mask = ([True] * len(leaves) if trainable is None
+          else treedef.flatten_up_to(trainable))
+  mask = [m and not fixed for m, fixed in zip(mask, _step_counts(meta_params))]
+  draw = lambda k, x, m: (
+      sigma * jax.random.normal(k, (num_pairs,) + jnp.shape(x), jnp.float32)
+      if m else jnp.zeros((num_pairs,) + jnp.shape(x), jnp.float32))
+  return treedef.unflatten([
+      draw(k, x, m) for k, x, m in zip(
+          jax.random.split(key, len(leaves)), leaves, mask)])
 
 
 #: The fitness shapings of :func:`l2l.es_meta_step`, its ``fitness``

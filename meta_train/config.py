@@ -8,7 +8,7 @@ import numpy as np
 import l2l
 
 
-ESTIMATORS = ('bptt', 'es')
+ESTIMATORS = ('bptt', 'es', 'pes')
 SUBSETS = ('all', 'readout', 'output')
 WEIGHTINGS = ('uniform', 'linear')
 
@@ -37,10 +37,13 @@ class TrainConfig:
     second_order: keep second derivatives through the optimizee gradient
       (``estimator='bptt'`` only).
     estimator: ``'bptt'`` (truncated backpropagation through the unroll,
-      ``l2l.meta_step``) or ``'es'`` (antithetic evolution strategies from
-      forward unrolls, ``l2l.es_meta_step``).
-    es_pairs: antithetic perturbation pairs per ES meta-step.
-    es_sigma: standard deviation of the ES perturbations.
+      ``l2l.meta_step``), ``'es'`` (antithetic evolution strategies from
+      forward unrolls, ``l2l.es_meta_step``) or ``'pes'`` (persistent
+      evolution strategies, unbiased across the truncations of an episode:
+      ``num_tasks`` antithetic pairs, each with its own two trajectories,
+      ``l2l.pes_meta_step``).
+    es_pairs: antithetic perturbation pairs per ES meta-step (not PES).
+    es_sigma: standard deviation of the ES and PES perturbations.
     es_fitness: ``'difference'`` (loss differences) or ``'rank'`` (centred
       ranks of the losses, so that every family of a mixture weighs the
       same whatever its loss scale); see ``l2l.es_meta_step``.
@@ -114,6 +117,8 @@ class TrainConfig:
     if self.es_fitness not in l2l.ES_FITNESS:
       raise ValueError(f'es_fitness must be one of {l2l.ES_FITNESS}, got '
                        f'{self.es_fitness!r}')
+    if self.estimator == 'pes' and self.es_fitness != 'difference':
+      raise ValueError("es_fitness 'rank' applies to estimator='es' only")
     if self.second_order and self.estimator != 'bptt':
       raise ValueError("second_order applies to estimator='bptt' only")
     for name in ('meta_lr', 'clip_norm', 'es_sigma'):

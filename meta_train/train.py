@@ -72,9 +72,9 @@ class Trainer:
 
   def _state_at(self, task, key) -> l2l.MetaTrainState:
     meta_params = l2l.init_meta_params(self._keys[0], **self.config.architecture)
-    return l2l.MetaTrainState(
-        meta_params, self.meta_optimizer.init(meta_params),
-        self._init_inner(meta_params, task, key), jnp.zeros([], jnp.int32))
+    return _fit.start_episode(self.config.estimator, l2l.MetaTrainState(
+        meta_params, self.meta_optimizer.init(meta_params), None,
+        jnp.zeros([], jnp.int32)), self._init_inner(meta_params, task, key))
 
   def init_inner(self, meta_params, episode: int) -> l2l.InnerState:
     return self._init_inner(meta_params, self.task(episode),
@@ -86,7 +86,8 @@ class Trainer:
     task = self.task(episode)
     self._bound_compiled(task)
     if offset == 0 and step > 0:
-      state = state._replace(inner=self.init_inner(state.meta_params, episode))
+      state = _fit.start_episode(self.config.estimator, state,
+                                 self.init_inner(state.meta_params, episode))
     return self._step(state, task, jax.random.fold_in(self._keys[2], step))
 
   def _bound_compiled(self, task) -> None:

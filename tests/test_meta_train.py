@@ -35,6 +35,9 @@ def _log(out_dir):
     (dataclasses.replace(SMALL, design='hyper', estimator='es', es_pairs=2,
                          hidden_size=4, meta_steps=5, episode_length=10),
      3),  # evolution strategies on the hyper design
+    (dataclasses.replace(SMALL, estimator='pes', hidden_size=4, meta_steps=5,
+                         episode_length=10),
+     3),  # PES: accumulated perturbations resumed mid-episode
 ])
 def test_resumed_run_matches_uninterrupted_run(tmp_path, config, stop_after):
   whole = train_lib.train(config, tmp_path / 'whole', progress=False)
@@ -131,7 +134,8 @@ def test_log_records_skipped_steps(tmp_path):
     ('num_tasks', 0, 'num_tasks must be at least 1'),
     ('meta_steps', -1, 'meta_steps must be at least 0'),
     ('meta_lr', -1.0, 'must be positive'),
-    ('estimator', 'pes', r"estimator must be one of \('bptt', 'es'\)"),
+    ('estimator', 'reinforce',
+     r"estimator must be one of \('bptt', 'es', 'pes'\)"),
     ('es_sigma', 0.0, 'es_sigma must be positive'),
     ('second_order', True, "second_order applies to estimator='bptt' only"),
     ('train_only', 'lstm',
@@ -146,6 +150,11 @@ def test_log_records_skipped_steps(tmp_path):
 def test_config_validation(field, value, message):
   with pytest.raises(ValueError, match=message):
     dataclasses.replace(SMALL, **{field: value})
+
+
+def test_pes_takes_no_rank_fitness():
+  with pytest.raises(ValueError, match="'rank' applies to estimator='es'"):
+    dataclasses.replace(SMALL, estimator='pes', es_fitness='rank')
 
 
 @pytest.mark.parametrize('weighting, want', [

@@ -92,7 +92,8 @@ def _initial(key=0):
 
 
 @pytest.mark.parametrize('estimator, task', [
-    ('es', TASK), ('bptt', PlainQuadratic()), ('bptt', LeastSquaresFamily())])
+    ('es', TASK), ('bptt', PlainQuadratic()), ('bptt', LeastSquaresFamily()),
+    ('pes', TASK), ('pes', LeastSquaresFamily())])
 def test_meta_train_returns_meta_params_like_its_input(estimator, task):
   start = _initial()
   seen = []
@@ -125,7 +126,8 @@ def test_es_lowers_the_meta_loss():
 @pytest.mark.parametrize('arguments, message', [
     (dict(task=object()), 'task must have the methods init_params'),
     (dict(task=PlainQuadratic), 'task must be an instance, got the class'),
-    (dict(estimator='pes'), r"estimator must be one of \('bptt', 'es'\)"),
+    (dict(estimator='reinforce'),
+     r"estimator must be one of \('bptt', 'es', 'pes'\)"),
     (dict(design='rnnprop'), 'design must be one of'),
     (dict(trainable='lstm'), 'trainable must be one of'),
     (dict(meta_steps=-1), 'meta_steps must be an int of at least 0'),
