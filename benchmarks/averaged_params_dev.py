@@ -23,7 +23,7 @@ def final_losses(task, optimizer, key, num_steps: int) -> tuple[float, float]:
   def run():
     problem, params, state = evaluate.train(task, optimizer, key, num_steps)
     return (task.full_loss(params, problem),
-            task.full_loss(l2l.averaged_params(params, state), problem))
+            task.full_loss(l2l.averaged_params(params, state, None), problem))
 
   at_y, at_x = run()
   return float(at_y), float(at_x)

@@ -52,7 +52,7 @@ def _figures(out_dir: str) -> dict:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--check', action='store_true',
-                      help=f'exit 1 unless within {TOLERANCE:.0%} of the '
+                      help=f'exit 1 unless within {TOLERANCE * 100:.0f}%% of the '
                       'README')
   parser.add_argument('--out', help='run directory (default: temporary)')
   args = parser.parse_args(argv)

@@ -240,6 +240,10 @@ def save_meta_params(
       names an architecture that differs from it.
   """
   from l2l import __version__  # pylint: disable=g-import-not-at-top
+  if isinstance(meta_params, tuple) and len(meta_params) == 2 and (
+      isinstance(meta_params[1], dict)):
+    raise ValueError('save_meta_params: got a (meta_params, manifest) tuple, '
+                     'as l2l.load_meta_params returns; pass its first entry')
   arch = _network.architecture(meta_params)
   config = dict(config or {})
   clash = {k: v for k, v in config.items() if k in arch and v != arch[k]}

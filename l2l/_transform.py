@@ -58,6 +58,10 @@ def _load(path: str, size: int, mtime_ns: int) -> tuple[MetaParams, dict]:
 
 def _resolve(meta_params) -> tuple[MetaParams, dict]:
   """Meta-params and stored config from a pytree, a path or a name."""
+  if isinstance(meta_params, tuple) and len(meta_params) == 2 and (
+      isinstance(meta_params[1], dict)):
+    raise ValueError('got a (meta_params, manifest) tuple, as '
+                     'l2l.load_meta_params returns; pass its first entry')
   if meta_params is None or isinstance(meta_params, (str, os.PathLike)):
     path = os.path.realpath(_checkpoint.resolve_path(meta_params))
     stat = os.stat(path)
@@ -310,7 +314,7 @@ def _find_state(state) -> LSTMOptimizerState:
 
 
 def averaged_params(params: Params, state: Any,
-                    meta_params: MetaParams | str | os.PathLike | None = None
+                    meta_params: MetaParams | str | os.PathLike | None
                     ) -> Params:
   r"""The schedule-free average :math:`x` of a ``free`` design optimizer.
 
@@ -326,14 +330,21 @@ def averaged_params(params: Params, state: Any,
       ``optax.MultiSteps``, ``optax.inject_hyperparams``, ...). Leaves that
       ``optax.masked`` keeps from the optimizer are returned unchanged.
     meta_params: the optimizer's meta-params, path or name, as given to
-      :func:`lstm_optimizer` (``None`` for ``'default'``).
+      :func:`lstm_optimizer` (``None`` for ``'default'``). Required: the
+      average depends on the meta-learned interpolation :math:`\beta`,
+      which the state does not hold.
 
   Returns:
     :math:`x`, a tree like ``params`` in the params' dtypes.
 
   Raises:
     ValueError: if ``state`` holds no ``LSTMOptimizerState`` or several, or
-      the meta-params are not of the ``free`` design.
+      the meta-params or the state are not of the ``free`` design.
+
+  Example (flax nnx: pass plain arrays)::
+
+    x = l2l.averaged_params(nnx.as_pure(nnx.state(model, nnx.Param)),
+                            nnx.as_pure(optimizer.opt_state), 'default')
   """
   state = _find_state(state)
   meta_params, _ = _resolve(meta_params)
@@ -342,6 +353,9 @@ def averaged_params(params: Params, state: Any,
     raise ValueError('averaged_params applies to the free design only; '
                      f'these meta-params are of the {design!r} design, whose '
                      'params are already the iterate to use')
+  if len(state.moments) != _rules.RULES['free'].num_moments:
+    raise ValueError('averaged_params: the state is not that of a free-design '
+                     'optimizer; pass the meta_params it was built with')
   beta = _rules.interpolation(meta_params)
   masked = lambda x: isinstance(x, optax.MaskedNode)
   average = lambda gap, p: p if masked(gap) else (

@@ -14,8 +14,9 @@ from meta_train import train
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(
       prog='python -m meta_train',
-      description='Meta-train a coordinatewise LSTM optimizer by truncated '
-      'backpropagation through time, then compare it with tuned baselines.')
+      description='Meta-train a learned optimizer (evolution strategies by '
+      'default; --estimator bptt or pes for the others) on a task family or '
+      'your own task, then compare it with tuned baselines.')
   parser.add_argument('--out', default='runs/main',
                       help='output directory (checkpoint, log, meta_params, '
                       'evaluation)')

@@ -170,7 +170,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     else:
       kind = {'int': int, 'float': float, 'str': str}.get(
           field.type if isinstance(field.type, str) else field.type.__name__)
+      choices = {'estimator': ESTIMATORS, 'train_only': SUBSETS,
+                 'loss_weighting': WEIGHTINGS, 'design': tuple(l2l.DESIGNS),
+                 'es_fitness': l2l.ES_FITNESS}.get(field.name)
       parser.add_argument(flag, type=kind, default=field.default,
+                          choices=choices,
                           help=f'(default: {field.default})')
 
 

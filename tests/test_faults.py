@@ -210,14 +210,14 @@ def test_averaged_params_finds_the_state_inside_wrappers(wrap):
   params = {'w': jnp.linspace(-1.0, 1.0, 3), 'b': jnp.ones(2)}
   mask = {'w': True, 'b': False}
   bare_params, bare_state = _run(l2l.lstm_optimizer(), params)
-  want = l2l.averaged_params(bare_params, bare_state)
+  want = l2l.averaged_params(bare_params, bare_state, 'default')
   opt = {'chain': lambda: optax.chain(optax.identity(), l2l.lstm_optimizer()),
          'masked': lambda: optax.masked(l2l.lstm_optimizer(), mask),
          'multi_steps': lambda: optax.MultiSteps(l2l.lstm_optimizer(), 1),
          'inject': lambda: optax.inject_hyperparams(l2l.lstm_optimizer)()
          }[wrap]()
   got_params, state = _run(opt, params)
-  got = l2l.averaged_params(got_params, state)
+  got = l2l.averaged_params(got_params, state, 'default')
   if wrap == 'masked':  # masked-out leaves are their own average
     np.testing.assert_array_equal(got['b'], got_params['b'])
     np.testing.assert_allclose(got['w'], want['w'], rtol=1e-6)
@@ -319,3 +319,17 @@ def test_x64_updates_see_differences_below_float32_resolution(design):
     b, _ = opt.update(nudged, state, params)
     assert a['w'].dtype == jnp.float64
     assert not np.array_equal(a['w'], b['w'])
+
+
+def test_averaged_params_needs_the_meta_params_and_names_a_tuple():
+  """The average depends on the meta-learned interpolation: no silent
+  fallback to the default's; a (meta_params, manifest) tuple is named."""
+  params = {'w': jnp.ones(2)}
+  state = l2l.lstm_optimizer().init(params)
+  with pytest.raises(TypeError, match='meta_params'):
+    l2l.averaged_params(params, state)  # pylint: disable=no-value-for-parameter
+  loaded = l2l.load_meta_params('default')
+  for call in (lambda: l2l.lstm_optimizer(loaded),
+               lambda: l2l.save_meta_params('unused.npz', loaded)):
+    with pytest.raises(ValueError, match=r'\(meta_params, manifest\) tuple'):
+      call()

@@ -99,7 +99,7 @@ def test_a_candidate_at_its_average_is_judged_at_averaged_params():
   np.testing.assert_allclose(at_y[-1], task.full_loss(params, problem),
                              rtol=1e-5)
   np.testing.assert_allclose(
-      at_x[-1], task.full_loss(l2l.averaged_params(params, state), problem),
+      at_x[-1], task.full_loss(l2l.averaged_params(params, state, None), problem),
       rtol=1e-5)
   assert at_x[0] == at_y[0] and abs(at_x[-1] - at_y[-1]) > 1e-3
 

@@ -445,7 +445,7 @@ def test_averaged_params_of_a_fresh_free_design():
   opt = l2l.lstm_optimizer()
   state = opt.init(params)
   np.testing.assert_array_equal(  # x = y before any step
-      l2l.averaged_params(params, state)['w'], params['w'])
+      l2l.averaged_params(params, state, None)['w'], params['w'])
   for _ in range(3):
     updates, state = opt.update({'w': params['w'] + 1, 'n': None}, state)
     params = optax.apply_updates(params, updates)
@@ -458,6 +458,7 @@ def test_averaged_params_of_a_fresh_free_design():
     ('adam', None, 'found 0 LSTMOptimizerState in the ScaleByAdamState'),
     ('two', None, 'found 2 LSTMOptimizerState .* pass the one'),
     ('lstm', 'paper2016', "of the 'paper' design"),
+    ('paper_state', None, 'not that of a free-design optimizer'),
 ])
 def test_averaged_params_errors(state, meta_params, message):
   params = {'w': jnp.ones(2)}
@@ -466,6 +467,8 @@ def test_averaged_params_errors(state, meta_params, message):
     opt = optax.scale_by_adam()
   if state == 'two':
     opt = optax.chain(opt, optax.clip(1.0), opt)
+  if state == 'paper_state':  # the default's meta-params, a paper state
+    opt = l2l.lstm_optimizer('paper2016')
   with pytest.raises(ValueError, match=message):
     l2l.averaged_params(params, opt.init(params), meta_params)
 
