@@ -52,7 +52,8 @@ def jitted_meta_step(estimator: str, *, optimizer_fn, meta_optimizer,
                      trainable, unroll_length: int, log_losses: bool,
                      loss_weights=None, es_pairs: int = 8,
                      es_sigma: float = 0.03, es_fitness: str = 'difference',
-                     second_order: bool = False):
+                     second_order: bool = False,
+                     remat_chunk: int | None = None):
   """``step(state, task, key) -> (state, metrics)`` of ``estimator``,
   jitted, with ``state`` donated."""
   if estimator == 'es':
@@ -62,7 +63,8 @@ def jitted_meta_step(estimator: str, *, optimizer_fn, meta_optimizer,
     step = functools.partial(pes_meta_step, sigma=es_sigma,
                              trainable=trainable)
   else:
-    step = functools.partial(meta_step, second_order=second_order)
+    step = functools.partial(meta_step, second_order=second_order,
+                             remat_chunk=remat_chunk or None)
   return jax.jit(functools.partial(
       step, optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer,
       unroll_length=unroll_length, log_losses=log_losses,

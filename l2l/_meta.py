@@ -88,7 +88,8 @@ def init_inner_states(task, optimizer: optax.GradientTransformation,
 
 def unroll(meta_params: MetaParams, task, state: InnerState, *,
            optimizer_fn: OptimizerFn, unroll_length: int,
-           second_order: bool = False) -> tuple[Array, InnerState]:
+           second_order: bool = False, remat_chunk: int | None = None
+           ) -> tuple[Array, InnerState]:
   r"""Runs ``unroll_length`` inner steps of one problem.
 
   .. math::
@@ -103,11 +104,25 @@ def unroll(meta_params: MetaParams, task, state: InnerState, *,
     unroll_length: inner steps ``K`` in this truncation.
     second_order: if False, the optimizee gradient is an input treated as a
       constant (the paper's choice), dropping second derivatives.
+    remat_chunk: if set, the unroll runs as ``K / remat_chunk`` chunks of
+      ``remat_chunk`` steps under ``jax.checkpoint`` (rematerialisation,
+      Chen et al. 2016): backpropagation keeps the carry at chunk
+      boundaries and recomputes each chunk's steps, so its memory grows as
+      ``K / c + c`` steps' activations instead of ``K``, for about one
+      more forward pass. Values equal those without it up to float
+      rounding (the chunked scan compiles differently).
 
   Returns:
     ``(losses, state)``: minibatch losses :math:`f(\theta_1) \dots
     f(\theta_K)` (each on the minibatch of its step) and the carried state.
+
+  Raises:
+    ValueError: ``remat_chunk`` does not divide ``unroll_length``.
   """
+  if remat_chunk is not None and (
+      remat_chunk < 1 or unroll_length % remat_chunk):
+    raise ValueError(f'remat_chunk {remat_chunk} must be a positive divisor '
+                     f'of unroll_length {unroll_length}')
   optimizer = optimizer_fn(meta_params)
   value_and_grad = jax.value_and_grad(task.loss)
 
@@ -120,8 +135,16 @@ def unroll(meta_params: MetaParams, task, state: InnerState, *,
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state, index + 1), loss
 
-  (params, opt_state, index), losses = jax.lax.scan(
-      step, (state.params, state.opt_state, state.step), length=unroll_length)
+  carry = (state.params, state.opt_state, state.step)
+  if remat_chunk is None:
+    carry, losses = jax.lax.scan(step, carry, length=unroll_length)
+  else:
+    chunk = jax.checkpoint(
+        lambda carry, _: jax.lax.scan(step, carry, length=remat_chunk))
+    carry, losses = jax.lax.scan(chunk, carry,
+                                 length=unroll_length // remat_chunk)
+    losses = jnp.reshape(losses, (unroll_length,))
+  params, opt_state, index = carry
   final_loss = task.loss(
       params, state.problem, jax.random.fold_in(state.key, index))
   # losses[0] is evaluated at the carried-in params and has no meta-gradient;
@@ -140,6 +163,7 @@ def meta_step(state: MetaTrainState, task, key: Array, *,
               meta_optimizer: optax.GradientTransformation,
               unroll_length: int, loss_weights: Array | None = None,
               log_losses: bool = False, second_order: bool = False,
+              remat_chunk: int | None = None,
               ) -> tuple[MetaTrainState, dict[str, Array]]:
   r"""One truncated-BPTT meta-step over a batch of problems.
 
@@ -161,6 +185,8 @@ def meta_step(state: MetaTrainState, task, key: Array, *,
     log_losses: sum :math:`\log f` instead of :math:`f`, which balances
       problems whose losses differ by orders of magnitude.
     second_order: keep second derivatives through the optimizee gradient.
+    remat_chunk: rematerialise the unroll in chunks of this many steps
+      (see :func:`unroll`), for long unrolls that would not fit in memory.
 
   Returns:
     ``(state, metrics)`` with scalar metrics ``meta_loss``, ``final_loss``
@@ -174,17 +200,19 @@ def meta_step(state: MetaTrainState, task, key: Array, *,
                                 weights, optimizer_fn=optimizer_fn,
                                 unroll_length=unroll_length,
                                 log_losses=log_losses,
-                                second_order=second_order)
+                                second_order=second_order,
+                                remat_chunk=remat_chunk)
   return _apply(state, grads, loss, losses, inner, task, key,
                 optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer)
 
 
 def _meta_loss(meta_params, task, inner: InnerState, weights: Array, *,
-               optimizer_fn, unroll_length, log_losses, second_order=False):
+               optimizer_fn, unroll_length, log_losses, second_order=False,
+               remat_chunk=None):
   """Mean over problems of the weighted (log) losses of one truncation."""
   run = lambda s: unroll(meta_params, task, s, optimizer_fn=optimizer_fn,
                          unroll_length=unroll_length,
-                         second_order=second_order)
+                         second_order=second_order, remat_chunk=remat_chunk)
   losses, inner = jax.vmap(run)(inner)
   terms = jnp.log(jnp.maximum(losses, 1e-30)) if log_losses else losses
   return jnp.mean(terms @ weights), (losses, inner)

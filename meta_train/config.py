@@ -34,6 +34,9 @@ class TrainConfig:
       ``'uniform'`` (the paper's sum) or ``'linear'`` (weight proportional
       to the step, ``2t/(K+1)``, so that late losses count most, closer to
       judging by the final loss).
+    remat_chunk: 0, or rematerialise each BPTT unroll in chunks of this
+      many steps (``jax.checkpoint``; ``l2l.unroll``), which bounds the
+      memory of long unrolls at the cost of about one more forward pass.
     second_order: keep second derivatives through the optimizee gradient
       (``estimator='bptt'`` only).
     estimator: ``'bptt'`` (truncated backpropagation through the unroll,
@@ -77,6 +80,7 @@ class TrainConfig:
   log_losses: bool = True
   loss_weighting: str = 'uniform'
   second_order: bool = False
+  remat_chunk: int = 0
   estimator: str = 'es'
   es_pairs: int = 8
   es_sigma: float = 0.03
@@ -121,6 +125,13 @@ class TrainConfig:
       raise ValueError("es_fitness 'rank' applies to estimator='es' only")
     if self.second_order and self.estimator != 'bptt':
       raise ValueError("second_order applies to estimator='bptt' only")
+    if self.remat_chunk and self.estimator != 'bptt':
+      raise ValueError("remat_chunk applies to estimator='bptt' only")
+    if self.remat_chunk < 0 or (
+        self.remat_chunk and self.unroll_length % self.remat_chunk):
+      raise ValueError(f'remat_chunk must be 0 (off) or a divisor of '
+                       f'unroll_length {self.unroll_length}, got '
+                       f'{self.remat_chunk}')
     for name in ('meta_lr', 'clip_norm', 'es_sigma'):
       if not getattr(self, name) > 0:
         raise ValueError(f'{name} must be positive, got {getattr(self, name)}')

@@ -51,7 +51,7 @@ class Trainer:
         unroll_length=config.unroll_length, log_losses=config.log_losses,
         loss_weights=config.loss_weights, es_pairs=config.es_pairs,
         es_sigma=config.es_sigma, es_fitness=config.es_fitness,
-        second_order=config.second_order)
+        second_order=config.second_order, remat_chunk=config.remat_chunk)
     self._init_inner = jax.jit(
         lambda meta_params, task, key: l2l.init_inner_states(
             task, self.optimizer_fn(meta_params), key, config.num_tasks))
@@ -141,7 +141,9 @@ def _restore(trainer: Trainer, out_dir: str, check_config: bool = True):
   """
   path = os.path.join(out_dir, CHECKPOINT)
   manifest = l2l.read_manifest(path)
-  ignore_length = lambda config: {**config, 'meta_steps': None}
+  # Fields added since the checkpoint was written take their defaults.
+  defaults = dataclasses.asdict(TrainConfig())
+  ignore_length = lambda config: {**defaults, **config, 'meta_steps': None}
   ours = dataclasses.asdict(trainer.config)
   if check_config and ignore_length(manifest.get('config') or {}) != (
       ignore_length(ours)):

@@ -11,8 +11,8 @@ import pytest
 
 # Tests of l2l/ itself; the others exercise tasks/, meta_train/, benchmarks/.
 CORE = {'test_api.py', 'test_checkpoint.py', 'test_faults.py',
-        'test_flax.py', 'test_meta.py', 'test_preprocess.py',
-        'test_transform.py'}
+        'test_flax.py', 'test_meta.py', 'test_pes.py', 'test_preprocess.py',
+        'test_remat.py', 'test_transform.py'}
 
 
 def pytest_configure(config):
