@@ -32,7 +32,7 @@ def temp_bytes(task, state, length: int, remat_chunk) -> int:
   step = jax.jit(functools.partial(
       l2l.meta_step, optimizer_fn=l2l.lstm_optimizer,
       meta_optimizer=meta_optimizer, unroll_length=length, log_losses=True,
-      remat_chunk=remat_chunk), static_argnums=1)
+      remat_chunk=remat_chunk))  # the task is a pytree: traced
   compiled = step.lower(state, task, jax.random.key(0)).compile()
   return compiled.memory_analysis().temp_size_in_bytes
 
