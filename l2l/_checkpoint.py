@@ -37,6 +37,15 @@ NAMED = {'default': os.path.join(_SHIPPED, 'lstm_optimizer.npz'),
          'paper2016': os.path.join(_SHIPPED, 'paper2016.npz')}
 
 
+def reject_loaded_tuple(meta_params: Any, caller: str) -> None:
+  """Raises if ``meta_params`` is the ``(meta_params, manifest)`` tuple
+  that :func:`load_meta_params` returns."""
+  if isinstance(meta_params, tuple) and len(meta_params) == 2 and (
+      isinstance(meta_params[1], dict)):
+    raise ValueError(f'{caller}: got a (meta_params, manifest) tuple, as '
+                     'l2l.load_meta_params returns; pass its first entry')
+
+
 def resolve_path(name_or_path: str | os.PathLike | None) -> str:
   """The file of a shipped configuration's name (``None`` is
   ``'default'``), or ``name_or_path`` itself if it is an existing file.
@@ -240,10 +249,7 @@ def save_meta_params(
       names an architecture that differs from it.
   """
   from l2l import __version__  # pylint: disable=g-import-not-at-top
-  if isinstance(meta_params, tuple) and len(meta_params) == 2 and (
-      isinstance(meta_params[1], dict)):
-    raise ValueError('save_meta_params: got a (meta_params, manifest) tuple, '
-                     'as l2l.load_meta_params returns; pass its first entry')
+  reject_loaded_tuple(meta_params, 'save_meta_params')
   arch = _network.architecture(meta_params)
   config = dict(config or {})
   clash = {k: v for k, v in config.items() if k in arch and v != arch[k]}

@@ -100,9 +100,9 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
   (``'bptt'``, :func:`l2l.meta_step`), antithetic evolution strategies
   (``'es'``, :func:`l2l.es_meta_step`) or persistent evolution strategies
   (``'pes'``, :func:`l2l.pes_meta_step`: ``num_tasks`` antithetic pairs,
-  each with its own two trajectories, unbiased across truncations). Every ``truncations_per_episode``
-  meta-steps an episode ends and fresh problems (of a fresh task, for a
-  family) start. The defaults, keys and episodes are those of
+  each with its own two trajectories, unbiased across truncations). Every
+  ``truncations_per_episode`` meta-steps an episode ends and fresh problems
+  (of a fresh task, for a family) start. The defaults, keys and episodes are those of
   ``python -m meta_train``: with an int ``key`` equal to its ``--seed`` and
   the same settings, both return the same meta-parameters.
 

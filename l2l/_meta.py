@@ -193,8 +193,7 @@ def meta_step(state: MetaTrainState, task, key: Array, *,
     (mean minibatch loss after the unroll), ``grad_norm``, ``skipped`` and
     ``num_skipped``.
   """
-  weights = (jnp.ones(unroll_length, jnp.float32) if loss_weights is None
-             else jnp.asarray(loss_weights, jnp.float32))
+  weights = _loss_weights(unroll_length, loss_weights)
   (loss, (losses, inner)), grads = jax.value_and_grad(
       _meta_loss, has_aux=True)(state.meta_params, task, state.inner,
                                 weights, optimizer_fn=optimizer_fn,
@@ -214,8 +213,19 @@ def _meta_loss(meta_params, task, inner: InnerState, weights: Array, *,
                          unroll_length=unroll_length,
                          second_order=second_order, remat_chunk=remat_chunk)
   losses, inner = jax.vmap(run)(inner)
+  return jnp.mean(_weighted(losses, weights, log_losses)), (losses, inner)
+
+
+def _loss_weights(unroll_length: int, loss_weights) -> Array:
+  """The ``[K]`` float32 weights of a truncation's losses (ones if None)."""
+  return (jnp.ones(unroll_length, jnp.float32) if loss_weights is None
+          else jnp.asarray(loss_weights, jnp.float32))
+
+
+def _weighted(losses: Array, weights: Array, log_losses: bool) -> Array:
+  """Each run's weighted sum of its ``[..., K]`` (log) losses."""
   terms = jnp.log(jnp.maximum(losses, 1e-30)) if log_losses else losses
-  return jnp.mean(terms @ weights), (losses, inner)
+  return terms @ weights
 
 
 def _step_counts(meta_params) -> list[bool]:
@@ -328,8 +338,7 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
                      f'{num_pairs} and {sigma}')
   if fitness not in ES_FITNESS:
     raise ValueError(f'fitness must be one of {ES_FITNESS}, got {fitness!r}')
-  weights = (jnp.ones(unroll_length, jnp.float32) if loss_weights is None
-             else jnp.asarray(loss_weights, jnp.float32))
+  weights = _loss_weights(unroll_length, loss_weights)
   noise_key, restart_key = jax.random.split(key)
   noise = _antithetic_noise(state.meta_params, noise_key, num_pairs, sigma,
                             trainable)

@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import optax
 
 from l2l._base import Array
-from l2l._meta import _all_finite, _antithetic_noise, _meta_update, _metrics
-from l2l._meta import _rank_diverged, InnerState, init_inner_states
+from l2l._meta import _all_finite, _antithetic_noise, _loss_weights
+from l2l._meta import _meta_update, _metrics, _rank_diverged, _weighted
+from l2l._meta import InnerState, init_inner_states
 from l2l._meta import MetaTrainState, OptimizerFn, unroll
 
 
@@ -59,8 +60,7 @@ def _particle_losses(state, task, signed_noise, weights, *, optimizer_fn,
       meta_params, task, inner, optimizer_fn=optimizer_fn,
       unroll_length=unroll_length)
   losses, inner = jax.vmap(run)(particles, state.inner)
-  terms = jnp.log(jnp.maximum(losses, 1e-30)) if log_losses else losses
-  return terms @ weights, losses, inner
+  return _weighted(losses, weights, log_losses), losses, inner
 
 
 def _restart_diverged_pairs(inner, noise_sum, final_losses, task, optimizer,
@@ -143,8 +143,7 @@ def pes_meta_step(state: MetaTrainState, task, key: Array, *,
   if not jax.tree.leaves(state.noise_sum):
     raise ValueError('pes_meta_step needs a state made by l2l.pes_start')
   num_pairs = jax.tree.leaves(state.noise_sum)[0].shape[0]
-  weights = (jnp.ones(unroll_length, jnp.float32) if loss_weights is None
-             else jnp.asarray(loss_weights, jnp.float32))
+  weights = _loss_weights(unroll_length, loss_weights)
   noise_key, restart_key = jax.random.split(key)
   noise = _antithetic_noise(state.meta_params, noise_key, num_pairs, sigma,
                             trainable)

@@ -58,10 +58,7 @@ def _load(path: str, size: int, mtime_ns: int) -> tuple[MetaParams, dict]:
 
 def _resolve(meta_params) -> tuple[MetaParams, dict]:
   """Meta-params and stored config from a pytree, a path or a name."""
-  if isinstance(meta_params, tuple) and len(meta_params) == 2 and (
-      isinstance(meta_params[1], dict)):
-    raise ValueError('got a (meta_params, manifest) tuple, as '
-                     'l2l.load_meta_params returns; pass its first entry')
+  _checkpoint.reject_loaded_tuple(meta_params, 'lstm_optimizer')
   if meta_params is None or isinstance(meta_params, (str, os.PathLike)):
     path = os.path.realpath(_checkpoint.resolve_path(meta_params))
     stat = os.stat(path)

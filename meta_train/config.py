@@ -6,10 +6,12 @@ import dataclasses
 import numpy as np
 
 import l2l
+from l2l import _fit
 
 
-ESTIMATORS = ('bptt', 'es', 'pes')
-SUBSETS = ('all', 'readout', 'output')
+# The choices l2l.meta_train takes too.
+ESTIMATORS = _fit.ESTIMATORS
+SUBSETS = _fit.SUBSETS
 WEIGHTINGS = ('uniform', 'linear')
 
 
