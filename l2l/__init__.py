@@ -20,6 +20,8 @@ from l2l._network import CoordinatewiseLSTM
 from l2l._network import DESIGNS
 from l2l._network import init_meta_params
 from l2l._network import LSTMCarry
+from l2l._parallel import state_shardings
+from l2l._parallel import task_mesh
 from l2l._pes import pes_meta_step
 from l2l._pes import pes_start
 from l2l._preprocess import preprocess_gradients
@@ -53,5 +55,7 @@ __all__ = (
     'read_manifest',
     'save_checkpoint',
     'save_meta_params',
+    'state_shardings',
+    'task_mesh',
     'unroll',
 )

@@ -200,7 +200,18 @@ def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
       the message names the file and the problem.
   """
   data, manifest = _read(path, arrays=True)
-  dtypes = manifest.get('leaves', {})
+  return entries_to_tree(path, data, manifest.get('leaves', {}), like), manifest
+
+
+def entries_to_tree(path: str, data: dict, dtypes: dict, like: Any) -> Any:
+  """The tree ``like`` from its leaves stored by key path (``data``), with
+  ``dtypes`` the manifest's ``{key path: [dtype name, shape]}``; entries
+  in ``ADDED_ENTRIES`` that ``data`` lacks are zeros.
+
+  Raises:
+    CheckpointError: naming ``path``, entries missing, unexpected or of
+      another shape or dtype.
+  """
   expected, treedef = jax.tree_util.tree_flatten_with_path(like)
   wanted = {jax.tree_util.keystr(k) for k, _ in expected}
   added = {k for k in wanted - set(data) if k.endswith(ADDED_ENTRIES)}
@@ -225,7 +236,7 @@ def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
           f'{path}: incompatible entry {name}: stored {array.dtype}'
           f'{list(array.shape)}, expected {spec.dtype}{list(spec.shape)}')
     leaves.append(array)
-  return jax.tree_util.tree_unflatten(treedef, leaves), manifest
+  return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def save_meta_params(

@@ -19,6 +19,7 @@ from l2l._base import Array, MetaParams
 from l2l._meta import es_meta_step, init_inner_states, meta_step
 from l2l._meta import MetaTrainState
 from l2l._network import DESIGNS, init_meta_params
+from l2l._parallel import constrain
 from l2l._pes import pes_meta_step, pes_start
 from l2l._transform import lstm_optimizer
 
@@ -53,9 +54,10 @@ def jitted_meta_step(estimator: str, *, optimizer_fn, meta_optimizer,
                      loss_weights=None, es_pairs: int = 8,
                      es_sigma: float = 0.03, es_fitness: str = 'difference',
                      second_order: bool = False,
-                     remat_chunk: int | None = None):
+                     remat_chunk: int | None = None, mesh=None):
   """``step(state, task, key) -> (state, metrics)`` of ``estimator``,
-  jitted, with ``state`` donated."""
+  jitted, with ``state`` donated; over ``mesh`` (a ``'tasks'`` mesh,
+  :func:`l2l.task_mesh`), the problems stay split over its devices."""
   if estimator == 'es':
     step = functools.partial(es_meta_step, num_pairs=es_pairs, sigma=es_sigma,
                              trainable=trainable, fitness=es_fitness)
@@ -65,10 +67,21 @@ def jitted_meta_step(estimator: str, *, optimizer_fn, meta_optimizer,
   else:
     step = functools.partial(meta_step, second_order=second_order,
                              remat_chunk=remat_chunk or None)
-  return jax.jit(functools.partial(
+  step = functools.partial(
       step, optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer,
       unroll_length=unroll_length, log_losses=log_losses,
-      loss_weights=loss_weights), donate_argnums=0)
+      loss_weights=loss_weights)
+  if mesh is not None:
+    step = _split_over(step, mesh)
+  return jax.jit(step, donate_argnums=0)
+
+
+def _split_over(step, mesh):
+  """``step`` returning its state under :func:`l2l.state_shardings`."""
+  def split_step(state, task, key):
+    state, metrics = step(constrain(state, mesh), task, key)
+    return constrain(state, mesh), metrics
+  return split_step
 
 
 def start_episode(estimator: str, state: MetaTrainState,

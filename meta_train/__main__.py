@@ -21,7 +21,8 @@ def main(argv=None) -> None:
                       help='output directory (checkpoint, log, meta_params, '
                       'evaluation)')
   parser.add_argument('--resume', action='store_true',
-                      help='continue from OUT/checkpoint.npz')
+                      help='continue from the latest checkpoint in OUT (on any '
+                      'number of devices or processes)')
   parser.add_argument('--no-eval', dest='evaluate', action='store_false',
                       help='skip the evaluation after training')
   parser.add_argument('--no-progress', dest='progress', action='store_false')
@@ -33,20 +34,62 @@ def main(argv=None) -> None:
           os.path.expanduser('~'), '.cache', 'l2l', 'xla'),
       help="XLA's persistent compilation cache ('' to disable); recompiling "
       'a task structure seen before then reads it from disk')
+  add_device_arguments(parser)
   config_lib.add_arguments(parser)
   args = parser.parse_args(argv)
   if args.compilation_cache:
     jax.config.update('jax_compilation_cache_dir', args.compilation_cache)
+  initialize_distributed(args)
   config = config_lib.from_arguments(args)
   command = ' '.join(['python -m meta_train'] + list(
       sys.argv[1:] if argv is None else argv))
   path = train.train(config, args.out, resume=args.resume,
-                     progress=args.progress, command=command)
+                     progress=args.progress, command=command,
+                     devices=args.devices)
+  if jax.process_index() != 0:
+    return  # process 0 writes and evaluates
   print(f'wrote {path}')
   if args.evaluate:
     evaluate.run([path], config.family,
                  args.eval_steps or config.episode_length, args.eval_seeds,
                  args.out)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+  """Flags that place a run on devices and processes (not part of its
+  config: a run resumes on any number of either)."""
+  group = parser.add_argument_group(
+      'devices and hosts',
+      'Each meta-step splits its problems over the devices; with several '
+      'processes (jax.distributed), each computes its own share, and process '
+      '0 writes the log and meta-parameters.')
+  group.add_argument('--devices', type=int, default=None, metavar='N',
+                     help='devices to split the problems over (default: all '
+                     'that JAX sees, on every process)')
+  group.add_argument('--distributed', action='store_true',
+                     help='call jax.distributed.initialize() with what it '
+                     'reads from the cluster (SLURM, TPU pod, Open MPI, ...)')
+  group.add_argument('--coordinator-address', metavar='HOST:PORT',
+                     help='process 0\'s address, for a launch by hand '
+                     '(with --num-processes and --process-id)')
+  group.add_argument('--num-processes', type=int)
+  group.add_argument('--process-id', type=int)
+
+
+def initialize_distributed(args: argparse.Namespace) -> None:
+  """Joins JAX's multi-controller runtime if the flags ask for it."""
+  manual = (args.coordinator_address, args.num_processes, args.process_id)
+  if not args.distributed and all(x is None for x in manual):
+    return
+  if not args.distributed and any(x is None for x in manual):
+    raise SystemExit('--coordinator-address, --num-processes and '
+                     '--process-id go together (or use --distributed)')
+  # CPU processes reduce across each other through gloo; GPUs and TPUs
+  # ignore this setting.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(
+      coordinator_address=args.coordinator_address,
+      num_processes=args.num_processes, process_id=args.process_id)
 
 
 if __name__ == '__main__':

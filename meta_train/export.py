@@ -35,8 +35,12 @@ def command_for(config: config_lib.TrainConfig) -> str:
 
 def export(run_dir: str, path: str) -> dict:
   """Saves the checkpoint's meta-parameters to ``path``; returns the manifest."""
-  checkpoint = os.path.join(run_dir, train_lib.CHECKPOINT)
-  manifest = l2l.read_manifest(checkpoint)
+  found = train_lib.latest_checkpoint(run_dir)
+  if found is None:
+    raise l2l.CheckpointError(f'{run_dir}: no checkpoint of a meta_train run')
+  checkpoint, manifest, checkpoints = found
+  if checkpoints is not None:
+    checkpoints.close()
   config = dataclasses.replace(config_lib.TrainConfig(**manifest['config']),
                                meta_steps=manifest['step'])
   state, step, elapsed = train_lib._restore(  # pylint: disable=protected-access

@@ -4,6 +4,12 @@ Every random choice is a pure function of ``(seed, step)``: the task of
 episode ``e`` is drawn with ``np.random.default_rng([seed, e])`` and the keys
 of step ``i`` are folded from the seed, so a run resumed from a checkpoint
 takes exactly the steps an uninterrupted run would.
+
+The problems of a meta-step are split over the devices of a ``'tasks'`` mesh
+(``l2l.task_mesh``: one device, the local ones, or those of every process
+after ``jax.distributed.initialize``); the meta-gradient is reduced across
+them. Every process runs this same loop; only process 0 writes the log and
+the meta-parameters, and all of them write their shards of the checkpoints.
 """
 
 import dataclasses
@@ -21,10 +27,12 @@ import tqdm
 
 import l2l
 from l2l import _fit
+from l2l import _parallel
 import tasks
+from meta_train import checkpoints as checkpoints_lib
 from meta_train.config import TrainConfig
 
-CHECKPOINT = 'checkpoint.npz'
+CHECKPOINT = checkpoints_lib.DIRECTORY
 LOG = 'metrics.jsonl'
 META_PARAMS = 'meta_params.npz'
 # Every task structure compiles its own meta-step. XLA's CPU programs hold
@@ -36,10 +44,14 @@ trainable_leaves = _fit.trainable_leaves
 
 
 class Trainer:
-  """Builds the jitted functions of one run from its config."""
+  """Builds the jitted functions of one run from its config, over ``mesh``
+  (all devices when None)."""
 
-  def __init__(self, config: TrainConfig):
+  def __init__(self, config: TrainConfig, mesh=None):
     self.config = config
+    self.mesh = _parallel.task_mesh() if mesh is None else mesh
+    problems = config.num_tasks * (2 if config.estimator == 'pes' else 1)
+    _parallel.check_divisible(problems, self.mesh)
     self.family = tasks.get_family(config.family)
     self.meta_optimizer = _fit.adam_meta_optimizer(
         self.trainable, meta_lr=config.meta_lr, clip_norm=config.clip_norm)
@@ -51,24 +63,37 @@ class Trainer:
         unroll_length=config.unroll_length, log_losses=config.log_losses,
         loss_weights=config.loss_weights, es_pairs=config.es_pairs,
         es_sigma=config.es_sigma, es_fitness=config.es_fitness,
-        second_order=config.second_order, remat_chunk=config.remat_chunk)
+        second_order=config.second_order, remat_chunk=config.remat_chunk,
+        mesh=self.mesh)
     self._init_inner = jax.jit(
         lambda meta_params, task, key: l2l.init_inner_states(
-            task, self.optimizer_fn(meta_params), key, config.num_tasks))
+            task, self.optimizer_fn(meta_params), key, config.num_tasks),
+        out_shardings=_parallel.split(self.mesh))
     self._keys = jax.random.split(jax.random.key(config.seed), 3)
     self._compiled = set()
+    self._task = (None, None)
 
   def task(self, episode: int):
-    """The task of ``episode``, the same in every run with this seed."""
-    return self.family.sample_task(
-        np.random.default_rng([self.config.seed, episode]))
+    """The task of ``episode``, the same in every run with this seed (with
+    host arrays, which enter the mesh's programs on every process)."""
+    if self._task[0] != episode:
+      self._task = (episode, _parallel.host_task(self.family.sample_task(
+          np.random.default_rng([self.config.seed, episode]))))
+    return self._task[1]
 
   def trainable(self, meta_params):
     """Bools shaped like ``meta_params``: which leaves meta-training moves."""
     return trainable_leaves(meta_params, self.config.train_only)
 
   def initial_state(self) -> l2l.MetaTrainState:
-    return self._state_at(self.task(0), jax.random.fold_in(self._keys[1], 0))
+    task, key = self.task(0), jax.random.fold_in(self._keys[1], 0)
+    shapes = jax.eval_shape(self._state_at, task, key)
+    return jax.jit(self._state_at, out_shardings=self.shardings(shapes))(
+        task, key)
+
+  def shardings(self, state) -> l2l.MetaTrainState:
+    """Where each leaf of a state lives: problems split over the mesh."""
+    return _parallel.state_shardings(state, self.mesh)
 
   def _state_at(self, task, key) -> l2l.MetaTrainState:
     meta_params = l2l.init_meta_params(self._keys[0], **self.config.architecture)
@@ -125,22 +150,39 @@ def _truncate_log(path: str, step: int) -> None:
   _atomic_write_text(path, ''.join(lines))
 
 
-def _save(trainer: Trainer, out_dir: str, state, step: int,
+def _save(checkpoints, trainer: Trainer, state, step: int,
           elapsed_s: float) -> None:
-  l2l.save_checkpoint(os.path.join(out_dir, CHECKPOINT), state, {
+  checkpoints_lib.save(checkpoints, step, state, {
       'kind': 'meta_train_state', 'step': step, 'elapsed_s': elapsed_s,
       'config': dataclasses.asdict(trainer.config)})
 
 
+def latest_checkpoint(out_dir: str):
+  """``(path, manifest, manager)`` of a run's latest checkpoint (``manager``
+  is None for an l2l <= 0.7 ``checkpoint.npz``), or None if it has none."""
+  checkpoints, step = checkpoints_lib.latest(out_dir)
+  if checkpoints is not None:
+    return (os.path.join(out_dir, CHECKPOINT, str(step)),
+            checkpoints_lib.read_manifest(checkpoints, step), checkpoints)
+  legacy = os.path.join(out_dir, checkpoints_lib.LEGACY)
+  if os.path.exists(legacy):
+    return legacy, l2l.read_manifest(legacy), None
+  return None
+
+
 def _restore(trainer: Trainer, out_dir: str, check_config: bool = True):
-  """Loads a checkpoint: ``(state, step, elapsed seconds)``.
+  """Loads the latest checkpoint: ``(state, step, elapsed seconds)``, or
+  None when the run has none.
 
   The run's flags must match the checkpoint's, except ``--meta-steps``
   (nothing in a run depends on its total length), which may extend a run
-  but not end it before the checkpoint's step.
+  but not end it before the checkpoint's step. The state is placed on the
+  trainer's mesh, whatever the devices it was saved from.
   """
-  path = os.path.join(out_dir, CHECKPOINT)
-  manifest = l2l.read_manifest(path)
+  found = latest_checkpoint(out_dir)
+  if found is None:
+    return None
+  path, manifest, checkpoints = found
   # Fields added since the checkpoint was written take their defaults.
   defaults = dataclasses.asdict(TrainConfig())
   ignore_length = lambda config: {**defaults, **config, 'meta_steps': None}
@@ -155,41 +197,61 @@ def _restore(trainer: Trainer, out_dir: str, check_config: bool = True):
     raise ValueError(
         f'{path} is at meta-step {step}, beyond --meta-steps '
         f'{trainer.config.meta_steps}')
-  state, _ = l2l.load_checkpoint(path, trainer.state_like(step))
-  return jax.tree.map(jax.numpy.asarray, state), step, manifest['elapsed_s']
+  like = trainer.state_like(step)
+  shardings = trainer.shardings(like)
+  if checkpoints is not None:
+    state = checkpoints_lib.restore(checkpoints, step, like, shardings)
+    checkpoints.close()
+  else:
+    state, _ = l2l.load_checkpoint(path, like)
+    # Host arrays enter a program over the mesh on every process.
+    state = jax.jit(lambda s: s, out_shardings=shardings)(state)
+  return state, step, manifest['elapsed_s']
 
 
 def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
           progress: bool = True, stop_after: int | None = None,
-          command: str | None = None) -> str:
+          command: str | None = None, devices: int | None = None) -> str:
   """Meta-trains a learned optimizer and saves its meta-parameters.
 
   Args:
     config: the run's configuration.
-    out_dir: where ``checkpoint.npz``, ``metrics.jsonl`` and
+    out_dir: where ``checkpoints/``, ``metrics.jsonl`` and
       ``meta_params.npz`` are written.
-    resume: continue from ``out_dir/checkpoint.npz`` if it exists.
+    resume: continue from the latest checkpoint in ``out_dir`` if there is
+      one (on any number of devices or processes); without it, earlier
+      checkpoints there are removed.
     progress: show a progress bar.
     stop_after: stop (after checkpointing) once this many meta-steps are
       done, as an interrupted run would; for tests.
     command: the command line recorded in the manifest (default: argv).
+    devices: how many devices the problems are split over
+      (``l2l.task_mesh``); all that JAX sees when None.
 
   Returns:
-    The path of the saved meta-parameters.
+    The path of the saved meta-parameters (written by process 0 only).
   """
-  trainer = Trainer(config)  # first: a bad family fails before any file
+  # First: a bad family or device count fails before any file.
+  trainer = Trainer(config, _parallel.task_mesh(devices))
+  lead = jax.process_index() == 0
   os.makedirs(out_dir, exist_ok=True)
   start, state, elapsed = 0, None, 0.0
-  if resume and os.path.exists(os.path.join(out_dir, CHECKPOINT)):
-    state, start, elapsed = _restore(trainer, out_dir)
-  if state is None:
+  restored = _restore(trainer, out_dir) if resume else None
+  if restored is not None:
+    state, start, elapsed = restored
+  else:
     state = trainer.initial_state()
+  checkpoints = checkpoints_lib.manager(out_dir)
+  if restored is None:
+    for old in checkpoints.all_steps():
+      checkpoints.delete(old)
   log_path = os.path.join(out_dir, LOG)
-  _truncate_log(log_path, start)
+  if lead:
+    _truncate_log(log_path, start)
   end = min(config.meta_steps, stop_after or config.meta_steps)
   begin_time = time.time()
-  with open(log_path, 'a') as log, tqdm.tqdm(
-      total=config.meta_steps, initial=start, disable=not progress,
+  with open(log_path if lead else os.devnull, 'a') as log, tqdm.tqdm(
+      total=config.meta_steps, initial=start, disable=not (progress and lead),
       desc='meta-train', file=sys.stderr) as bar:
     pending = None
     for step in range(start, end):
@@ -201,10 +263,12 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
         _write_metrics(log, bar, *pending)
         pending = None
         log.flush()
-        _save(trainer, out_dir, state, step + 1,
+        _save(checkpoints, trainer, state, step + 1,
               elapsed + time.time() - begin_time)
+  checkpoints.wait_until_finished()
+  checkpoints.close()
   path = os.path.join(out_dir, META_PARAMS)
-  if end == config.meta_steps:
+  if end == config.meta_steps and lead:
     l2l.save_meta_params(
         path, state.meta_params, config={**config.architecture,
                                          **config.optimizer_kwargs},

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import chex
 import jax
@@ -72,6 +73,18 @@ def test_a_finished_run_can_be_extended(tmp_path):
     train_lib.train(SMALL, tmp_path / 'split', resume=True, progress=False)
 
 
+def _as_legacy_checkpoint(out_dir, config):
+  """Replaces the run's checkpoints by the single ``checkpoint.npz`` that
+  l2l 0.7 and earlier wrote; returns its path."""
+  state, step, elapsed = train_lib._restore(train_lib.Trainer(config), out_dir)
+  path = out_dir / 'checkpoint.npz'
+  l2l.save_checkpoint(path, state, {
+      'kind': 'meta_train_state', 'step': step, 'elapsed_s': elapsed,
+      'config': dataclasses.asdict(config)})
+  shutil.rmtree(out_dir / train_lib.CHECKPOINT)
+  return path
+
+
 def _strip_entries(path, suffix):
   """Rewrites the checkpoint at ``path`` without the entries ending in
   ``suffix``, as an l2l that did not have them would have saved it."""
@@ -99,7 +112,7 @@ def test_a_free_run_saved_before_an_added_entry_resumes(tmp_path, entry):
   config = dataclasses.replace(SMALL, design='free', hidden_size=4,
                                meta_steps=6)
   train_lib.train(config, tmp_path, progress=False, stop_after=4)
-  path = tmp_path / train_lib.CHECKPOINT
+  path = _as_legacy_checkpoint(tmp_path, config)
   suffix = f"['nominal']['{entry}']"
   _strip_entries(path, suffix)
   state, _ = l2l.load_checkpoint(path,
@@ -221,7 +234,7 @@ def test_command_line_trains_evaluates_and_plots(tmp_path, capsys):
   cli.main(['--family', 'x_squared', '--meta-steps', '8', '--num-tasks', '1',
             '--episode-length', '20', '--unroll-length', '10',
             '--eval-seeds', '3', '--out', str(tmp_path), '--no-progress'])
-  for name in ('meta_params.npz', 'checkpoint.npz', 'metrics.jsonl',
+  for name in ('meta_params.npz', 'checkpoints', 'metrics.jsonl',
                'eval.json', 'eval.png'):
     assert (tmp_path / name).stat().st_size > 0, name
   with open(tmp_path / 'eval.json') as f:
