@@ -9,6 +9,12 @@
 #   1. bench:    update cost of the paper (2016) and default designs against
 #                optax.adam at 1e5..1e8 parameters, state bytes per parameter,
 #                meta-training throughput (benchmarks/bench.py).
+#   bandwidth:   the default's update at 1e7 and 1e8 parameters against
+#                optax.adam and against the memory-bandwidth floor measured
+#                in the same run (benchmarks/bandwidth.py).
+#   devices:     meta-training throughput (inner steps/s) of python -m
+#                meta_train's meta-step on the devices there are
+#                (benchmarks/devices.py).
 #   2. wide:     ES meta-training (rank fitness) of the default's read-out on
 #                four training structures, 16 problems x 200-step unrolls of
 #                1000-step episodes: a run the CPU cannot afford.
@@ -34,13 +40,18 @@ if [[ "${QUICK:-0}" == 1 ]]; then
   WIDE=(--meta-steps 2 --num-tasks 2 --es-pairs 2 --unroll-length 10
         --episode-length 20 --checkpoint-every 1)
   VALIDATE=(--no-dev --families quadratic --seeds 2 --steps 10)
-  LIMITS=(120 120 120)
+  BANDWIDTH=(--sizes 1e4 --repeats 2 --bandwidth-floats 1e5)
+  DEVICES=(--counts 1 --repeats 1 --family quadratic --num-tasks 2
+           --unroll-length 5 --es-pairs 1)
+  LIMITS=(120 120 120 60 60)
 else
   BENCH=(--designs paper free)
   WIDE=(--meta-steps 1000 --num-tasks 16 --es-pairs 32 --unroll-length 200
         --episode-length 1000 --checkpoint-every 2)
   VALIDATE=(--dev-seeds 10)
-  LIMITS=(150 210 180)
+  BANDWIDTH=(--sizes 1e7 1e8)
+  DEVICES=(--counts 1 --num-tasks 64 --unroll-length 50)
+  LIMITS=(120 150 120 90 60)
 fi
 
 phase() {  # phase NAME LIMIT_S COMMAND...
@@ -55,6 +66,8 @@ phase() {  # phase NAME LIMIT_S COMMAND...
 
 python3 -c 'import jax; print("devices", jax.devices())'
 phase bench "${LIMITS[0]}" python3 benchmarks/bench.py "${BENCH[@]}"
+phase bandwidth "${LIMITS[3]}" python3 benchmarks/bandwidth.py "${BANDWIDTH[@]}"
+phase devices "${LIMITS[4]}" python3 benchmarks/devices.py "${DEVICES[@]}"
 phase wide "${LIMITS[1]}" python3 -m meta_train --out "$OUT/wide" --no-eval \
   --no-progress --compilation-cache '' \
   --family quadratic+mnist1d_mlp_paper+digits_mlp_48_relu+mnist1d_mlp_24x24_tanh \

@@ -19,7 +19,8 @@ from l2l._base import Array, MetaParams
 from l2l._meta import es_meta_step, init_inner_states, meta_step
 from l2l._meta import MetaTrainState
 from l2l._network import DESIGNS, init_meta_params
-from l2l._parallel import constrain
+from l2l._parallel import check_divisible, constrain, host_task, split
+from l2l._parallel import task_mesh
 from l2l._pes import pes_meta_step, pes_start
 from l2l._transform import lstm_optimizer
 
@@ -103,6 +104,7 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
                es_sigma: float = 0.03, trainable: Any = 'readout',
                progress: Callable[[int, dict], Any] | None = None,
                optimizer_kwargs: dict | None = None,
+               devices: int | None = None,
                ) -> tuple[MetaParams, dict[str, np.ndarray]]:
   r"""Meta-trains a learned optimizer on ``task``.
 
@@ -148,6 +150,9 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
       step late (no device sync per step).
     optimizer_kwargs: further arguments of :func:`l2l.lstm_optimizer`; pass
       them again when using the result.
+    devices: split each meta-step's problems over this many devices
+      (:func:`l2l.task_mesh`; all when None); the result equals one
+      device's to float rounding.
 
   Returns:
     ``(meta_params, log)``: the trained meta-parameters, a tree like the
@@ -158,8 +163,9 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
   Raises:
     ValueError: naming the argument, for a ``task`` without the protocol's
       methods, an unknown ``estimator``, ``design`` or ``trainable``
-      subset, a count below 1 (below 0 for ``meta_steps``), or a
-      non-positive rate, clip or sigma.
+      subset, a count below 1 (below 0 for ``meta_steps``), a
+      non-positive rate, clip or sigma, or problems (``num_tasks``; twice
+      that for PES) that do not split evenly over ``devices``.
 
   Example:
     >>> meta_params, log = l2l.meta_train(my_task, meta_steps=50)
@@ -179,6 +185,8 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
       https://arxiv.org/abs/2112.13835 (PES).
   """
   _check_arguments(task, locals())
+  mesh = task_mesh(devices)
+  check_divisible(num_tasks * (2 if estimator == 'pes' else 1), mesh)
   draw = _task_sampler(task, key)
   keys = jax.random.split(_as_key(key), 3)
   mask = _mask(trainable)
@@ -188,9 +196,10 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
   step_fn = jitted_meta_step(
       estimator, optimizer_fn=optimizer_fn, meta_optimizer=meta_optimizer,
       trainable=mask, unroll_length=unroll_length, log_losses=log_losses,
-      es_pairs=es_pairs, es_sigma=es_sigma)
+      es_pairs=es_pairs, es_sigma=es_sigma, mesh=mesh)
   init_inner = jax.jit(lambda meta_params, task, key: init_inner_states(
-      task, optimizer_fn(meta_params), key, num_tasks))
+      task, optimizer_fn(meta_params), key, num_tasks),
+                       out_shardings=split(mesh))
   new_inner = lambda meta_params, episode: init_inner(
       meta_params, draw(episode), jax.random.fold_in(keys[1], episode))
   # A copy: the step donates its input buffers.
@@ -270,12 +279,16 @@ def _task_sampler(task, key) -> Callable[[int], Any]:
   """``episode -> task``: a family draws with ``default_rng([seed, episode])``
   (a key's words stand for the seed), as ``meta_train/train.py`` does."""
   if not callable(getattr(task, 'sample_task', None)):
-    task = traceable_task(task)
+    task = host_task(traceable_task(task))
     return lambda episode: task
   words = ([int(key or 0)] if key is None or isinstance(key, (int, np.integer))
            else np.asarray(jax.random.key_data(_as_key(key))).ravel().tolist())
-  return lambda episode: traceable_task(
-      task.sample_task(np.random.default_rng([*words, episode])))
+
+  @functools.lru_cache(maxsize=1)  # drawn once per episode
+  def draw(episode):
+    return host_task(traceable_task(
+        task.sample_task(np.random.default_rng([*words, episode]))))
+  return draw
 
 
 def _mask(trainable) -> Callable[[MetaParams], Any]:

@@ -15,9 +15,11 @@ def test_device_checks_runs_every_phase_and_exports_the_run(tmp_path):
   done = subprocess.run(['bash', 'benchmarks/device_checks.sh'], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=300,
                         check=True)
-  for phase in ('bench', 'wide', 'validate'):
+  for phase in ('bench', 'bandwidth', 'devices', 'wide', 'validate'):
     assert f'== {phase}: rc 0' in done.stdout, done.stdout[-3000:]
   assert 'inner steps' in (tmp_path / 'bench.log').read_text()
+  assert '| l2l default |' in (tmp_path / 'bandwidth.log').read_text()
+  assert 'inner steps / s' in (tmp_path / 'devices.log').read_text()
   meta_params, manifest = l2l.load_meta_params(tmp_path / 'wide.npz')
   assert manifest['config']['design'] == 'free' and 'params' in meta_params
   assert manifest['meta_steps'] == 2

@@ -59,6 +59,15 @@ for estimator in ('bptt', 'pes'):
   out[estimator + '_split'] = min(
       len(x.sharding.device_set)
       for x in jax.tree.leaves(trainer.initial_state().inner))
+import tasks
+start = l2l.init_meta_params(jax.random.key(0), hidden_size=4)
+out['es_fresh'] = [np.asarray(x).tolist() for x in jax.tree.leaves(start)]
+for devices in (1, 4):  # the library's entry point, with ES
+  meta_params, _ = l2l.meta_train(
+      tasks.get_family('x_squared'), meta_steps=3, num_tasks=4,
+      unroll_length=5, es_pairs=2, devices=devices, meta_params=start)
+  out[f'es_{devices}'] = [np.asarray(x).tolist()
+                          for x in jax.tree.leaves(meta_params)]
 try:
   run(dataclasses.replace(base, num_tasks=3), 4)
 except ValueError as e:
@@ -99,15 +108,18 @@ def _close(a, b):
 @pytest.mark.parametrize('estimator', [
     'bptt',
     'pes',  # stopped after 2 meta-steps on 4 devices, resumed on 2
+    'es',  # through l2l.meta_train(devices=...)
 ])
 def test_four_devices_reach_one_devices_meta_params(four_devices, estimator):
   assert four_devices['devices'] == 4
-  assert four_devices[estimator + '_split'] == 4  # problems on every device
+  if estimator != 'es':
+    assert four_devices[estimator + '_split'] == 4  # problems on every device
   _close(four_devices[estimator + '_4'], four_devices[estimator + '_1'])
   # and the meta-params moved: the comparison is not of two fresh inits
-  fresh = [np.asarray(x) for x in jax.tree.leaves(
+  fresh = four_devices.get(estimator + '_fresh') or jax.tree.leaves(
       l2l.init_meta_params(jax.random.split(jax.random.key(0), 3)[0],
-                           design='free', hidden_size=4))]
+                           design='free', hidden_size=4))
+  fresh = [np.asarray(x) for x in fresh]
   assert any(not np.allclose(np.asarray(x), y)
              for x, y in zip(four_devices[estimator + '_1'], fresh))
 
