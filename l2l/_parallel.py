@@ -41,13 +41,13 @@ def task_mesh(num_devices: int | None = None) -> Mesh:
   devices = jax.devices()
   count = len(devices) if num_devices is None else num_devices
   if not isinstance(count, (int, np.integer)) or not 1 <= count <= len(devices):
-    raise ValueError(f'num_devices must be an int from 1 to the {len(devices)} '
-                     f'devices JAX sees, got {num_devices!r}')
+    raise ValueError(f'the number of devices must be an int from 1 to the '
+                     f'{len(devices)} that JAX sees, got {num_devices!r}')
   if jax.process_count() > 1 and count != len(devices):
     raise ValueError(
         f'with {jax.process_count()} processes, meta-training uses all '
         f'{len(devices)} devices (every process holds a share of the '
-        f'problems); got num_devices={num_devices}')
+        f'problems); got {num_devices}')
   return Mesh(np.asarray(devices[:count]), (TASK_AXIS,))
 
 

@@ -13,6 +13,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 import l2l
 from meta_train import __main__ as cli
@@ -172,3 +173,21 @@ def _parser():
 
 def _meta_params(path):
   return jax.tree.leaves(l2l.load_meta_params(path)[0])
+
+
+@pytest.mark.parametrize('num_devices', [0, len(jax.devices()) + 1, 1.5, '1'])
+def test_a_bad_device_count_is_named(num_devices):
+  with pytest.raises(ValueError, match='number of devices must be an int'):
+    l2l.task_mesh(num_devices)
+
+
+def test_state_shardings_split_the_problems_only():
+  mesh = l2l.task_mesh(1)
+  inner = l2l.InnerState({'w': np.zeros((2, 3))}, (), (), np.zeros((2,)),
+                         np.zeros((2,), np.int32))
+  state = l2l.MetaTrainState({'m': np.zeros(4)}, (), inner, np.int32(0))
+  shardings = l2l.state_shardings(state, mesh)
+  assert shardings.inner.params['w'].spec == P('tasks')
+  assert shardings.inner.key.spec == P('tasks')
+  assert shardings.meta_params['m'].spec == P()
+  assert shardings.num_skipped.spec == P()
