@@ -101,5 +101,9 @@ def host_task(task: Any) -> Any:
   every process; device arrays committed to one device cannot cross into a
   mesh that spans other processes' devices.
   """
-  return jax.tree.map(
-      lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, task)
+  def to_host(x):
+    if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(
+        x.dtype, jax.dtypes.prng_key):
+      return np.asarray(x)
+    return x
+  return jax.tree.map(to_host, task)
