@@ -92,6 +92,20 @@ SUITES: dict[str, list[Case]] = {
              500),
         Case('mnist1d_mlp_2000', 'mnist1d_mlp', _PAPER_MLP, 2000),
     ],
+    # Kinds of problem that no design round or meta-training run looked at
+    # (added with the compact design; run once, after choosing).
+    'extended': [
+        Case('mnist1d_attention_16', 'mnist1d_attention',
+             dict(split='test'), 1000),
+        Case('mnist1d_gru_32', 'mnist1d_gru', dict(split='test'), 1000),
+        Case('digits_mlp_64x64_layernorm', 'digits_mlp_layernorm',
+             _mlp((64, 64), 'relu', 64), 500),
+        Case('digits_mlp_64x64_batchnorm', 'digits_mlp_batchnorm',
+             _mlp((64, 64), 'relu', 64), 500),
+        Case('digits_mlp_1024_relu_wide', 'digits_mlp',
+             _mlp((1024,), 'relu', 1024), 300),
+        Case('mnist1d_mlp_5000', 'mnist1d_mlp', _mlp((32, 32), 'relu'), 5000),
+    ],
 }
 
 
@@ -137,7 +151,7 @@ SUITES['dev'] = DEV_CASES
 # Evaluation seeds of the development cases (the suites use 0, 1, ...).
 DEV_SEEDS = tuple(range(100, 105))
 # Suites that 'all' runs: the development cases are not among them.
-REPORTED = ('paper', 'heldout')
+REPORTED = ('paper', 'heldout', 'extended')
 DEFAULT_CANDIDATE = evaluate.DEFAULT_CANDIDATE
 candidate_name = evaluate.candidate_name
 candidate_names = evaluate.candidate_names
@@ -150,7 +164,7 @@ def suite_names() -> list[str]:
 
 
 def suite_cases(suite: str, only: Sequence[str] | None = None) -> list[Case]:
-  """The cases of ``suite`` ('all': paper and heldout), optionally a subset.
+  """The cases of ``suite`` ('all': paper, heldout, extended), optionally a subset.
 
   Args:
     suite: A key of :data:`SUITES` or ``'all'``.

@@ -25,6 +25,8 @@ from tasks.heldout import (AutoencoderFamily, AutoencoderTask,
 from tasks.mlp import MLPFamily, MLPTask
 from tasks.quadratic import (QuadraticFamily, QuadraticProblem, QuadraticTask,
                              XSquaredFamily, XSquaredTask)
+from tasks.unseen import (NormalisedMLPFamily, NormalisedMLPTask,
+                          SequenceFamily, SequenceTask)
 from tasks import user
 from tasks.user import SingleTaskFamily
 
@@ -46,6 +48,8 @@ __all__ = (
     "MLPFamily",
     "MixtureFamily",
     "MLPTask",
+    "NormalisedMLPFamily",
+    "NormalisedMLPTask",
     "Params",
     "Problem",
     "QuadraticFamily",
@@ -53,6 +57,8 @@ __all__ = (
     "QuadraticTask",
     "RosenbrockFamily",
     "RosenbrockTask",
+    "SequenceFamily",
+    "SequenceTask",
     "SingleTaskFamily",
     "Task",
     "TaskFamily",
@@ -106,6 +112,11 @@ FAMILIES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "logistic_regression": (LogisticRegressionFamily, {}),
     "rosenbrock": (RosenbrockFamily, {}),
     "ill_conditioned_quadratic": (IllConditionedQuadraticFamily, {}),
+    # Held out, kinds of network no design round saw (tasks/unseen.py).
+    "mnist1d_attention": (SequenceFamily, dict(model="attention")),
+    "mnist1d_gru": (SequenceFamily, dict(model="gru", widths=(32,))),
+    "digits_mlp_layernorm": (NormalisedMLPFamily, dict(norm="layer")),
+    "digits_mlp_batchnorm": (NormalisedMLPFamily, dict(norm="batch")),
 }
 
 

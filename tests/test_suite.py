@@ -25,8 +25,8 @@ def _all_cases():
 
 
 def test_suites_are_valid():
-  assert set(suite.SUITES) == {'paper', 'heldout', 'dev'}
-  assert set(suite.REPORTED) == {'paper', 'heldout'}
+  assert set(suite.SUITES) == {'paper', 'heldout', 'extended', 'dev'}
+  assert set(suite.REPORTED) == {'paper', 'heldout', 'extended'}
   cases = _all_cases()
   names = [case.name for case in cases]
   assert len(names) == len(set(names)), 'case names are file stems'
@@ -47,6 +47,10 @@ def test_suites_are_valid():
                      if case.kwargs.get('hidden_sizes') == ((20,),)
                      and case.kwargs['activations'] == ('sigmoid',))
   assert mlp_steps == [100, 200, 1000]
+  extended = {case.family for case in suite.SUITES['extended']}
+  assert {'mnist1d_attention', 'mnist1d_gru', 'digits_mlp_layernorm',
+          'digits_mlp_batchnorm'} <= extended
+  assert max(case.num_steps for case in suite.SUITES['extended']) == 5000
 
 
 def test_dev_cases_differ_from_the_reported_ones():
@@ -170,7 +174,7 @@ def test_command_line_runs_one_case(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(suite, 'SUITES', {
       'paper': [suite.Case('tiny_quadratic', 'quadratic', {}, 20),
                 suite.Case('skipped', 'x_squared', {}, 20)],
-      'heldout': []})
+      'heldout': [], 'extended': []})
   out = tmp_path / 'suite'
   rows = suite.main(['--suite', 'all', '--seeds', '2', '--out', str(out),
                      '--only', 'tiny_quadratic', '--candidates', 'default',
