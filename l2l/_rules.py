@@ -363,6 +363,37 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   weight decay, with ``b1`` :math:`= \beta` and ``b2`` :math:`= \beta_2`).
   """
   del preprocess_p
+  nominal = free_nominal(meta_params, grads, moments, count, scale)
+  out, carry = network.apply(
+      {'params': meta_params['params']},
+      _inputs(nominal.normalised, (nominal.cosine, nominal.offset)), carry)
+  update, moments, scale = free_update(
+      meta_params, nominal, scale, nominal.normalised[0] + out[..., 1],
+      MAX_LOG_STEP * jnp.tanh(out[..., 0]))
+  return update, carry, moments, scale
+
+
+class FreeNominal(NamedTuple):
+  """The free design's quantities before its learned correction, for one
+  tensor (see :func:`free_nominal`)."""
+  g: Array
+  cosine: Array
+  offset: Array
+  spike_average: Array
+  v: Array
+  ms: list
+  t: Array
+  rsqrt: Array
+  normalised: list
+  reference: Array
+  gap: Array
+
+
+def free_nominal(meta_params, grads: Array, moments, count, scale
+                 ) -> FreeNominal:
+  """The free design's accumulators, hypergradient step offset and spike cut
+  moved by the gradient ``grads`` of one tensor, and its normalised
+  features (:func:`free`); shared by the designs built around this rule."""
   g = jnp.clip(grads, -GRAD_LIMIT, GRAD_LIMIT)
   *accumulators, reference, gap = moments
   unit, top = _unit(g)  # shared by the cosine and the cut
@@ -372,25 +403,38 @@ def free(network, meta_params, grads: Array, carry, moments, count, scale,
   v, ms, t, rsqrt = _accumulate(g, accumulators, count,
                                 *_second_moment_schedule(meta_params, count,
                                                          g.dtype))
-  normalised = _features(g, ms, t, rsqrt)
-  out, carry = network.apply({'params': meta_params['params']},
-                             _inputs(normalised, (cosine, offset)), carry)
-  nominal = meta_params['nominal']
-  direction = normalised[0] + out[..., 1]
-  step = jnp.exp(nominal['log_lr'] + offset
-                 + MAX_LOG_STEP * jnp.tanh(out[..., 0])) * direction
-  peak = jnp.maximum(scale[2], jnp.exp(nominal['log_lr'] + offset))
+  return FreeNominal(g, cosine, offset, spike_average, v, ms, t, rsqrt,
+                     _features(g, ms, t, rsqrt), reference, gap)
+
+
+def free_update(meta_params, nominal: FreeNominal, scale, direction: Array,
+                log_factor: Array, tensor_log_step: Array | None = None):
+  r"""The free design's schedule-free step along ``direction`` (shaped like
+  the tensor), of log size :math:`\log\eta + s_k` (+ ``tensor_log_step``,
+  a per-tensor learned offset, if given) + ``log_factor`` (per coordinate).
+
+  Returns ``(update, moments, scale)`` as :func:`free` does; with
+  ``direction = nominal.normalised[0]`` and zero ``log_factor`` the update is
+  the free design's nominal rule.
+  """
+  log_rate = meta_params['nominal']['log_lr'] + nominal.offset
+  if tensor_log_step is not None:
+    log_rate = log_rate + tensor_log_step
+  step = jnp.exp(log_rate + log_factor) * direction
+  peak = jnp.maximum(scale[2], jnp.exp(log_rate))
   weight = jnp.square(peak)
   discount = jnp.exp(-average_growth(meta_params)
-                     * jnp.maximum(cosine - AVERAGE_THRESHOLD, 0.0))
+                     * jnp.maximum(nominal.cosine - AVERAGE_THRESHOLD, 0.0))
   total = discount * scale[1] + weight
   mix = weight / total
   beta = interpolation(meta_params)
+  gap = nominal.gap
   update = -(1 - beta) * step + beta * mix * (gap - step)
   gap = (1 - mix) * (gap - step)
-  reference = REFERENCE_DECAY * reference + (1 - REFERENCE_DECAY) * direction
-  return (update, carry, (v, *ms, reference, gap),
-          jnp.stack([offset, total, peak, spike_average]))
+  reference = (REFERENCE_DECAY * nominal.reference
+               + (1 - REFERENCE_DECAY) * direction)
+  return (update, (nominal.v, *nominal.ms, reference, gap),
+          jnp.stack([nominal.offset, total, peak, nominal.spike_average]))
 
 
 RULES = {'paper': Rule(paper, 0), 'adaptive': Rule(adaptive, 4),
