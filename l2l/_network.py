@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from l2l import _compact
 from l2l._base import Array, MetaParams
 
 
@@ -106,11 +107,13 @@ def init_meta_params(
   Args:
     key: PRNG key.
     design: ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'``,
-      ``'hyper'`` or ``'free'`` (see :func:`l2l.lstm_optimizer`); a fresh
-      ``'adaptive'`` optimizer is Adam, a fresh ``'hyper'`` one is NAdam
-      with hypergradient-adapted per-tensor steps, a fresh ``'free'`` one is
+      ``'hyper'``, ``'free'`` or ``'compact'`` (see
+      :func:`l2l.lstm_optimizer`); a fresh ``'adaptive'`` optimizer is Adam,
+      a fresh ``'hyper'`` one is NAdam with hypergradient-adapted
+      per-tensor steps, a fresh ``'free'`` or ``'compact'`` one is
       schedule-free Adam with such steps.
-    hidden_size: units per LSTM layer.
+    hidden_size: units per LSTM layer (per coordinate; per tensor for the
+      compact design).
     num_layers: number of stacked LSTM layers.
     nominal_lr: the initial nominal learning rate of the adaptive, hyper
       and free designs; ``None`` for 0.03 (hyper), 0.2 (free) or 0.1
@@ -124,7 +127,13 @@ def init_meta_params(
     ``'interpolation'`` (0.93), ``'average_growth'`` (1), ``'spike_cut'``
     (1/2), ``'second_moment_rate'`` (0: the second moment decays at
     1 - 0.01 e^0 = 0.99) and ``'second_moment_warmup'`` (40: it decays at
-    0.8 for the first 40 steps) for the free one.
+    0.8 for the first 40 steps) for the free one; the compact one has the
+    free one's ``'nominal'`` entries, its per-tensor LSTM (zero read-out)
+    in ``'params'`` and its per-parameter MLP (zero read-out) in
+    ``{'mlp': {'hidden', 'output'}}``.
+
+  Raises:
+    ValueError: an unknown ``design``.
   """
   if design not in DESIGNS:
     raise ValueError(f'unknown design {design!r}; choose from {sorted(DESIGNS)}')
@@ -137,13 +146,15 @@ def init_meta_params(
   meta_params = dict(network.init(
       key, jnp.zeros((1, num_inputs), jnp.float32), LSTMCarry(zeros, zeros)))
   if nominal_lr is None:
-    nominal_lr = {'hyper': 0.03, 'free': 0.2}.get(design, 0.1)
+    nominal_lr = {'hyper': 0.03, 'free': 0.2, 'compact': 0.2}.get(design, 0.1)
   if design != 'paper':
     meta_params['nominal'] = {'log_lr': jnp.log(jnp.float32(nominal_lr))}
-  if design in ('hyper', 'free'):
+  if design in ('hyper', 'free', 'compact'):
     meta_params['nominal'].update(log_kappa=jnp.log(jnp.float32(0.05)),
                                   offset=jnp.float32(-0.03))
-  if design == 'free':
+  if design == 'compact':
+    meta_params['mlp'] = _compact.init_mlp(jax.random.fold_in(key, 1))
+  if design in ('free', 'compact'):
     meta_params['nominal'].update(
         interpolation=jnp.float32(0.93), average_growth=jnp.float32(1.0),
         spike_cut=jnp.float32(0.5), second_moment_rate=jnp.float32(0.0),
@@ -152,10 +163,11 @@ def init_meta_params(
 
 
 #: The designs of learned optimizer, by name: ``design -> (num_inputs,
-#: num_outputs)``, the per-coordinate input features and read-out values
-#: per coordinate of the LSTM (see :func:`l2l.lstm_optimizer`).
+#: num_outputs)``, the input features and read-out values of the LSTM, per
+#: coordinate (per tensor for ``'compact'``; see :func:`l2l.lstm_optimizer`).
 DESIGNS = {'paper': (2, 1), 'adaptive': (4, 2), 'hyper': (6, 2),
-           'free': (6, 2)}
+           'free': (6, 2),
+           'compact': (_compact.NUM_STATISTICS, _compact.NUM_MODULATIONS)}
 
 
 def architecture(meta_params: MetaParams) -> dict[str, Any]:
@@ -168,6 +180,7 @@ def architecture(meta_params: MetaParams) -> dict[str, Any]:
   try:
     nominal = meta_params.get('nominal', {})
     design = ('paper' if not nominal else
+              'compact' if 'mlp' in meta_params else
               'free' if 'interpolation' in nominal else
               'hyper' if 'log_kappa' in nominal else 'adaptive')
     num_inputs, num_outputs = DESIGNS[design]
@@ -184,6 +197,8 @@ def architecture(meta_params: MetaParams) -> dict[str, Any]:
         raise ValueError(f'layer {i} has weight shapes {shapes}')
     if layers['output']['kernel'].shape != (hidden_size, num_outputs):
       raise ValueError('the read-out does not match the design')
+    if design == 'compact':
+      _compact.check_mlp(meta_params['mlp'])
   except (KeyError, TypeError, AttributeError, ValueError) as e:
     raise ValueError(
         'meta_params do not describe a coordinatewise LSTM made by '

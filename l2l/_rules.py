@@ -33,10 +33,17 @@ class Rule(NamedTuple):
   """``apply(network, meta_params, g, carry, moments, count, scale, p)``
   returns ``(update, carry, moments, scale)`` for one tensor; ``num_moments``
   param-shaped accumulators are kept in the state, and ``scale`` is the
-  tensor's array of shape ``scale_shape``."""
+  tensor's array of shape ``scale_shape`` (or the tree
+  ``init_scale(param, dtype)`` makes, if given). With ``per_tensor_carry``
+  the LSTM carry is one ``[hidden_size]`` array per tensor, not per
+  coordinate; with ``needs_params``, ``apply`` takes the tensor's parameter
+  value as a last argument."""
   apply: callable
   num_moments: int
   scale_shape: tuple[int, ...] = ()
+  init_scale: callable = None
+  per_tensor_carry: bool = False
+  needs_params: bool = False
 
 
 def paper(network, meta_params, grads: Array, carry, moments, count, scale,

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from l2l import _checkpoint
+from l2l import _compact
 from l2l import _network
 from l2l import _rules
 from l2l._base import Array, MetaParams, Params, Updates
@@ -17,6 +18,7 @@ from l2l._network import architecture
 NAMED = _checkpoint.NAMED
 DEFAULT_META_PARAMS = NAMED['default']
 PAPER_CONFIG = {'preprocess_p': 10.0, 'output_scale': 0.1}
+RULES = {**_rules.RULES, 'compact': _compact.RULE}
 ScalarOrSchedule = float | Array | Callable[[Array], Array]
 
 
@@ -26,18 +28,22 @@ class LSTMOptimizerState(NamedTuple):
   Attributes:
     count: int32 number of updates taken.
     cell: per-coordinate LSTM cell state: one tree like the params per
-      layer, whose leaves have shape ``param.shape + (hidden_size,)``.
+      layer, whose leaves have shape ``param.shape + (hidden_size,)``
+      (``(hidden_size,)``, per tensor, for the compact design).
     hidden: per-coordinate LSTM hidden state, shaped like ``cell``.
     moments: the design's gradient accumulators, each a tree like the
       params (empty for the paper design; second moment and momenta at
       decays 0.5, 0.9, 0.99 for the adaptive one, and also the previous
       direction for the hyper one, or the average of past directions and
       the gap ``z - x`` between the schedule-free sequences for the free
-      one).
+      and compact ones).
     scale: per parameter tensor, in a tree like the params: the hyper
       design's float32 log step offset; the free design's ``[offset, sum of
       averaging weights, largest step so far, running mean square of the
-      gradient]`` (the spike cut's); zeros, unused, for the other designs.
+      gradient]`` (the spike cut's); for the compact design a dict of
+      that ``'tensor'`` entry and, for tensors of rank 2 or more, the
+      factored second moment's ``'rows'`` and ``'cols'``; zeros, unused,
+      for the other designs.
   """
   count: Array
   cell: Any
@@ -81,18 +87,22 @@ def _check_params(params: Params) -> None:
 
 def _check_structure(updates: Updates, state: LSTMOptimizerState) -> None:
   """Raises if the gradient tree differs from the params given to init."""
-  cell = state.cell[0]
-  if jax.tree.structure(updates) != jax.tree.structure(cell):
+  # The first moment is shaped like the params; the paper design has none,
+  # and its per-coordinate LSTM state has one trailing axis more.
+  like, trim = ((state.moments[0], 0) if state.moments
+                else (state.cell[0], 1))
+  if jax.tree.structure(updates) != jax.tree.structure(like):
     raise ValueError(
         'lstm_optimizer: the gradient tree '
         f'{jax.tree.structure(updates)} differs from the params tree given '
-        f'to init {jax.tree.structure(cell)}')
+        f'to init {jax.tree.structure(like)}')
   paths = jax.tree_util.tree_flatten_with_path(updates)[0]
-  for (path, g), c in zip(paths, jax.tree.leaves(cell)):
-    if jnp.shape(g) != c.shape[:-1]:
+  for (path, g), c in zip(paths, jax.tree.leaves(like)):
+    shape = c.shape[:c.ndim - trim]
+    if jnp.shape(g) != shape:
       raise ValueError(
           f'lstm_optimizer: gradient {jax.tree_util.keystr(path)} has shape '
-          f'{jnp.shape(g)} but init saw a parameter of shape {c.shape[:-1]}')
+          f'{jnp.shape(g)} but init saw a parameter of shape {shape}')
     if not jnp.issubdtype(jnp.result_type(g), jnp.floating):
       raise ValueError(
           f'lstm_optimizer: gradient {jax.tree_util.keystr(path)} has dtype '
@@ -144,6 +154,13 @@ def lstm_optimizer(
   - ``'free'``: the hyper inputs and outputs around schedule-free Adam
     (Defazio et al., 2024) with steps adapted online for each tensor (see
     ``l2l._rules.free``); the default.
+  - ``'compact'``: the free design's nominal rule, corrected by a
+    per-parameter MLP (one hidden layer of 8 units, no per-coordinate
+    recurrent state) whose per-tensor modulation (log step offset, output
+    scales, hidden-unit mixing) comes from an LSTM run once per tensor on
+    per-tensor statistics, a learned scheduler (see
+    ``l2l._compact.compact``; Celo, Moudgil et al. 2025; VeLO, Metz et
+    al. 2022). It reads the parameter values: ``update`` needs ``params``.
 
   The read-out is multiplied by ``output_scale``. The rule is mapped over
   the leaves, all coordinates of a leaf as one batch, so each update and
@@ -194,7 +211,8 @@ def lstm_optimizer(
       readable checkpoint file (the message lists the shipped names).
     ValueError: meta-params of no known design; at ``init``, a complex or
       integer parameter (named); at ``update``, a gradient tree or shape
-      that differs from the params given to ``init``.
+      that differs from the params given to ``init``, or no ``params`` for
+      the compact design.
 
   Example:
     >>> import jax.numpy as jnp, optax, l2l
@@ -228,7 +246,7 @@ def lstm_optimizer(
   if output_scale is not None:
     config['output_scale'] = output_scale
   arch = architecture(meta_params)
-  rule = _rules.RULES[arch['design']]
+  rule = RULES[arch['design']]
   network = _network.CoordinatewiseLSTM(
       hidden_size=arch['hidden_size'], num_layers=arch['num_layers'],
       num_outputs=_network.DESIGNS[arch['design']][1],
@@ -241,38 +259,50 @@ def lstm_optimizer(
     _check_params(params)
     # zeros_like keeps each parameter's sharding in its state.
     zeros = lambda p: jnp.zeros_like(p, stored_dtype(p))
-    lstm = lambda p: jnp.broadcast_to(zeros(p)[..., None], jnp.shape(p) + tail)
+    lstm = lambda p: (jnp.zeros(tail, stored_dtype(p)) if rule.per_tensor_carry
+                      else jnp.broadcast_to(zeros(p)[..., None],
+                                            jnp.shape(p) + tail))
+    tensor_state = lambda p: (
+        jnp.zeros(rule.scale_shape, jnp.float32) if rule.init_scale is None
+        else rule.init_scale(p, stored_dtype(p)))
     trees = lambda n, make: tuple(jax.tree.map(make, params) for _ in range(n))
     return LSTMOptimizerState(
         jnp.zeros([], jnp.int32), trees(arch['num_layers'], lstm),
         trees(arch['num_layers'], lstm), trees(rule.num_moments, zeros),
-        jax.tree.map(lambda p: jnp.zeros(rule.scale_shape, jnp.float32),
-                     params))
+        jax.tree.map(tensor_state, params))
 
-  def update_tensor(g, cell, hidden, moments, scale, count):
+  def update_tensor(g, cell, hidden, moments, scale, param, count):
     """The rule on one tensor; states come back in their stored dtypes."""
     if not jnp.size(g):
       return jnp.zeros_like(g), cell, hidden, moments, scale
     dtype = _compute_dtype(g.dtype)
     cast = lambda xs: tuple(x.astype(dtype) for x in xs)
+    extra = (param,) if rule.needs_params else ()
     step, carry, new_moments, new_scale = rule.apply(
         network, meta_params, g.astype(dtype),
         _network.LSTMCarry(cast(cell), cast(hidden)), cast(moments), count,
-        scale, config['preprocess_p'])
+        scale, config['preprocess_p'], *extra)
     keep = lambda new, old: tuple(n.astype(o.dtype) for n, o in zip(new, old))
     return (step, keep(carry.cell, cell), keep(carry.hidden, hidden),
-            keep(new_moments, moments), new_scale.astype(scale.dtype))
+            keep(new_moments, moments),
+            jax.tree.map(lambda n, o: n.astype(o.dtype), new_scale, scale))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
     _check_structure(updates, state)
+    if rule.needs_params and params is None:
+      raise ValueError(
+          f'lstm_optimizer: the {arch["design"]!r} design reads the parameter '
+          'values; call update(grads, state, params)')
     grads, treedef = jax.tree.flatten(updates)
     count = optax.safe_increment(state.count)
     per_leaf = lambda trees: list(zip(*[treedef.flatten_up_to(t)
                                         for t in trees])) or [()] * len(grads)
+    leaves = (treedef.flatten_up_to(params) if rule.needs_params
+              else [None] * len(grads))
     results = [update_tensor(*leaf, count) for leaf in zip(
         grads, per_leaf(state.cell), per_leaf(state.hidden),
-        per_leaf(state.moments), treedef.flatten_up_to(state.scale))]
+        per_leaf(state.moments), treedef.flatten_up_to(state.scale), leaves)]
     steps = _scale_and_decay([r[0] for r in results], grads, params,
                              state.count)
     unzip = lambda i, n: tuple(treedef.unflatten([r[i][k] for r in results])
@@ -346,11 +376,11 @@ def averaged_params(params: Params, state: Any,
   state = _find_state(state)
   meta_params, _ = _resolve(meta_params)
   design = architecture(meta_params)['design']
-  if design != 'free':
-    raise ValueError('averaged_params applies to the free design only; '
-                     f'these meta-params are of the {design!r} design, whose '
-                     'params are already the iterate to use')
-  if len(state.moments) != _rules.RULES['free'].num_moments:
+  if design not in ('free', 'compact'):
+    raise ValueError('averaged_params applies to the free and compact '
+                     f'designs only; these meta-params are of the {design!r} '
+                     'design, whose params are already the iterate to use')
+  if len(state.moments) != RULES[design].num_moments:
     raise ValueError('averaged_params: the state is not that of a free-design '
                      'optimizer; pass the meta_params it was built with')
   beta = _rules.interpolation(meta_params)
