@@ -139,7 +139,7 @@ def lstm_optimizer(
   :math:`m_\phi` with its own recurrent state, and
   :math:`\theta_{t+1}^i = \theta_t^i + \alpha_t (u_t^i - \lambda \theta_t^i)`
   (:math:`\alpha_t` ``learning_rate``, 1 by default; :math:`\lambda`
-  ``weight_decay``, none by default). Four designs exist, told apart by the
+  ``weight_decay``, none by default). Five designs exist, told apart by the
   meta-parameters:
 
   - ``'paper'`` (Andrychowicz et al., 2016):

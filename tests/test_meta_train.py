@@ -157,8 +157,8 @@ def test_log_records_skipped_steps(tmp_path):
     ('es_pairs', 0, 'es_pairs must be at least 1'),
     ('loss_weighting', 'final',
      r"loss_weighting must be one of \('uniform', 'linear'\)"),
-    ('design', 'rnnprop', r"design must be one of \['adaptive', 'free', 'hyper', "
-     r"'paper'\], got 'rnnprop'"),
+    ('design', 'rnnprop', r"design must be one of \['adaptive', 'compact', "
+     r"'free', 'hyper', 'paper'\], got 'rnnprop'"),
 ])
 def test_config_validation(field, value, message):
   with pytest.raises(ValueError, match=message):
