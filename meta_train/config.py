@@ -63,12 +63,20 @@ class TrainConfig:
       ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` (Adam-normalised
       momenta and a nominal Adam term), ``'hyper'`` (those inputs plus a
       hypergradient signal, around NAdam with online-adapted per-tensor
-      steps) or ``'free'`` (the same around schedule-free Adam); see
-      ``l2l.lstm_optimizer``.
+      steps), ``'free'`` (the same around schedule-free Adam) or
+      ``'compact'`` (a per-parameter MLP and a per-tensor LSTM around the
+      free design's nominal rule); see ``l2l.lstm_optimizer``.
     hidden_size: LSTM units per layer.
     num_layers: stacked LSTM layers.
     preprocess_p: gradient preprocessing exponent ``p``.
     output_scale: factor on the LSTM's read-out.
+    augment: meta-train on augmented tasks (``tasks.augment``): each task
+      draws log-uniform per-tensor parameter scales in [0.1, 10] and a loss
+      scale in [0.01, 100] (RNNprop, Lv et al. 2017; Celo, Moudgil et al.
+      2025).
+    random_horizons: draw each episode's length, in truncations, uniformly
+      from ``1 .. 2 E - 1`` (``E = episode_length / unroll_length``, the
+      mean), instead of a fixed ``E``.
     seed: seeds meta-parameters, task sampling and minibatches.
     checkpoint_every: meta-steps between checkpoints.
   """
@@ -93,6 +101,8 @@ class TrainConfig:
   num_layers: int = 2
   preprocess_p: float = 10.0
   output_scale: float = 0.1
+  augment: bool = False
+  random_horizons: bool = False
   seed: int = 0
   checkpoint_every: int = 200
 

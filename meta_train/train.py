@@ -29,6 +29,7 @@ import l2l
 from l2l import _fit
 from l2l import _parallel
 import tasks
+from tasks import augment
 from meta_train import checkpoints as checkpoints_lib
 from meta_train.config import TrainConfig
 
@@ -39,6 +40,8 @@ META_PARAMS = 'meta_params.npz'
 # memory mappings until freed, and a process that keeps ~100 of them runs
 # out (LLVM "Cannot allocate memory"), so at most this many stay compiled.
 MAX_COMPILED_STRUCTURES = 16
+# Seed words of the random episode lengths (apart from the tasks' streams).
+HORIZON_STREAM = 0x686f72
 # Which meta-params a subset (--train-only) trains; shared with l2l.meta_train.
 trainable_leaves = _fit.trainable_leaves
 
@@ -53,6 +56,9 @@ class Trainer:
     problems = config.num_tasks * (2 if config.estimator == 'pes' else 1)
     _parallel.check_divisible(problems, self.mesh)
     self.family = tasks.get_family(config.family)
+    if config.augment:
+      self.family = augment.AugmentedFamily(self.family)
+    self._episode_starts = _episode_starts(config)
     self.meta_optimizer = _fit.adam_meta_optimizer(
         self.trainable, meta_lr=config.meta_lr, clip_norm=config.clip_norm)
     self.optimizer_fn = functools.partial(
@@ -105,9 +111,16 @@ class Trainer:
     return self._init_inner(meta_params, self.task(episode),
                             jax.random.fold_in(self._keys[1], episode))
 
+  def episode_of(self, step: int) -> tuple[int, int]:
+    """``(episode, truncation within it)`` of meta-step ``step``."""
+    if self._episode_starts is None:
+      return divmod(step, self.config.truncations_per_episode)
+    episode = int(np.searchsorted(self._episode_starts, step, 'right')) - 1
+    return episode, step - int(self._episode_starts[episode])
+
   def step(self, state: l2l.MetaTrainState, step: int):
     """Meta-step number ``step`` (0-based); starts a new episode if due."""
-    episode, offset = divmod(step, self.config.truncations_per_episode)
+    episode, offset = self.episode_of(step)
     task = self.task(episode)
     self._bound_compiled(task)
     if offset == 0 and step > 0:
@@ -127,11 +140,22 @@ class Trainer:
 
   def state_like(self, step: int) -> l2l.MetaTrainState:
     """Shapes of the state after ``step`` completed meta-steps."""
-    episode = max(step - 1, 0) // self.config.truncations_per_episode
+    episode = self.episode_of(max(step - 1, 0))[0]
     # Sampled outside the trace: families cache their data as device arrays.
     task = self.task(episode)
     key = jax.random.fold_in(self._keys[1], episode)
     return jax.eval_shape(lambda: self._state_at(task, key))
+
+
+def _episode_starts(config: TrainConfig) -> np.ndarray | None:
+  """First meta-step of each episode under randomised horizons (drawn once
+  from the seed, so a resumed run sees the same episodes); None without."""
+  if not config.random_horizons:
+    return None
+  lengths = augment.horizons(
+      np.random.default_rng([config.seed, HORIZON_STREAM]),
+      config.truncations_per_episode, max(config.meta_steps, 1))
+  return np.concatenate([[0], np.cumsum(lengths)])
 
 
 def _atomic_write_text(path: str, text: str) -> None:

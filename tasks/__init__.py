@@ -10,6 +10,7 @@ built by name with :func:`get_family`:
 from typing import Any, Callable
 
 
+from tasks.augment import AugmentedFamily, AugmentedTask, augment_task
 from tasks.base import Params, Problem, Task, TaskFamily
 from tasks.conv import ConvFamily, ConvTask
 from tasks.data import (DATA_DIR_ENV, DATASETS, cifar10, digits, mnist,
@@ -31,6 +32,8 @@ from tasks import user
 from tasks.user import SingleTaskFamily
 
 __all__ = (
+    "AugmentedFamily",
+    "AugmentedTask",
     "AutoencoderFamily",
     "AutoencoderTask",
     "ConvFamily",
@@ -64,6 +67,7 @@ __all__ = (
     "TaskFamily",
     "XSquaredFamily",
     "XSquaredTask",
+    "augment_task",
     "cifar10",
     "digits",
     "get_family",
