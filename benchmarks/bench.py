@@ -72,9 +72,12 @@ def update_step(make_opt, hyper, params):
   """
   grads = jax.tree.map(
       lambda p: jax.random.normal(jax.random.key(1), p.shape, p.dtype), params)
-  update = jax.jit(lambda h, g, s: make_opt(h).update(g, s), donate_argnums=2)
+  # params are passed (the compact design reads them; the others ignore them)
+  update = jax.jit(lambda h, g, s, p: make_opt(h).update(g, s, p),
+                   donate_argnums=2)
   return lambda carry: update(
-      hyper, grads, make_opt(hyper).init(params) if carry is None else carry[1])
+      hyper, grads, make_opt(hyper).init(params) if carry is None else carry[1],
+      params)
 
 
 def bytes_per_param(make_opt, hyper, params) -> float:
@@ -87,7 +90,7 @@ def temp_bytes_per_param(make_opt, hyper, params) -> float:
   """Bytes of compiled temporaries one jitted ``update`` allocates, per
   parameter (XLA's memory analysis; NaN where the backend gives none)."""
   state = jax.eval_shape(make_opt(hyper).init, params)
-  update = jax.jit(lambda h, g, s: make_opt(h).update(g, s))
+  update = jax.jit(lambda h, g, s: make_opt(h).update(g, s, g))
   analysis = update.lower(hyper, params, state).compile().memory_analysis()
   if analysis is None:
     return float('nan')
@@ -156,16 +159,38 @@ def print_update_table(rows):
         f'{"lstm ms":>10} {"adam ms":>10} {"lstm/adam":>9} '
         f'{"lstm B/p":>9} {"adam B/p":>9} {"lstm tmp B/p":>12} '
         f'{"adam tmp B/p":>12}')
-  flat_ms = {}
+  flat_ms, budgets = {}, {}
   for num, layout, leaves, n, lstm, adam, lstm_b, adam_b, lstm_t, adam_t in (
       rows):
     print(f'{num:>11,} {layout:>6} {leaves:>6} {n:>4} {lstm:>10.3f} '
           f'{adam:>10.3f} {lstm / adam:>9.1f} {lstm_b:>9.2f} {adam_b:>9.2f} '
           f'{lstm_t:>12.1f} {adam_t:>12.1f}')
+    budgets['state B/p'] = max(budgets.get('state B/p', 0.0), lstm_b)
     if layout == 'flat':
       flat_ms[num] = lstm
+      budgets[f'flat {num:.0e} /adam'] = lstm / adam
     elif num in flat_ms:
       print(f'{"":>11} tree/flat lstm: {lstm / flat_ms[num]:.2f}')
+      budgets[f'tree/flat {num:.0e}'] = lstm / flat_ms[num]
+  print_budgets(budgets)
+
+
+#: Issue 16's budgets for a learned optimizer: state bytes per float32
+#: parameter, one update of 1e6 parameters against optax.adam, and a
+#: 21-leaf tree against a flat vector of the same size.
+BUDGETS = {'state B/p': 32.0, 'flat 1e+06 /adam': 10.0,
+           'tree/flat 1e+06': 1.3}
+
+
+def print_budgets(measured: dict) -> None:
+  """One line per budget: the measured value, the bound, within or not."""
+  print('   budgets (state bytes are exact; time ratios need a quiet machine):')
+  for name, bound in BUDGETS.items():
+    value = measured.get(name)
+    verdict = ('not measured' if value is None else
+               'within' if value <= bound else 'OVER')
+    shown = 'n/a' if value is None else f'{value:.2f}'
+    print(f'     {name:<18} {shown:>8} <= {bound:<5g} {verdict}')
 
 
 def print_meta_table(args, repeats):
