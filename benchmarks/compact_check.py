@@ -48,6 +48,8 @@ def main(argv=None):
   parser.add_argument('--meta-steps', type=int, default=100)
   parser.add_argument('--estimator', default='pes', choices=('bptt', 'es', 'pes'))
   parser.add_argument('--augment', action='store_true')
+  parser.add_argument('--design', default='compact',
+                      help='a key of l2l.DESIGNS (a control for compact)')
   parser.add_argument('--train-only', default='all',
                       choices=('all', 'readout', 'output'))
   parser.add_argument('--unroll-length', type=int, default=20)
@@ -59,7 +61,7 @@ def main(argv=None):
   family = tasks.get_family(args.family)
   train_family = tasks.AugmentedFamily(family) if args.augment else family
   begin = time.perf_counter()
-  fresh = l2l.init_meta_params(jax.random.key(0), design='compact')
+  fresh = l2l.init_meta_params(jax.random.key(0), design=args.design)
   trained, log = l2l.meta_train(
       train_family, key=0, meta_params=fresh, estimator=args.estimator,
       meta_steps=args.meta_steps, unroll_length=args.unroll_length,
