@@ -48,6 +48,7 @@ def main(argv=None):
   parser.add_argument('--meta-steps', type=int, default=100)
   parser.add_argument('--estimator', default='pes', choices=('bptt', 'es', 'pes'))
   parser.add_argument('--augment', action='store_true')
+  parser.add_argument('--meta-lr', type=float, default=3e-3)
   parser.add_argument('--design', default='compact',
                       help='a key of l2l.DESIGNS (a control for compact)')
   parser.add_argument('--train-only', default='all',
@@ -64,7 +65,8 @@ def main(argv=None):
   fresh = l2l.init_meta_params(jax.random.key(0), design=args.design)
   trained, log = l2l.meta_train(
       train_family, key=0, meta_params=fresh, estimator=args.estimator,
-      meta_steps=args.meta_steps, unroll_length=args.unroll_length,
+      meta_steps=args.meta_steps, meta_lr=args.meta_lr,
+      unroll_length=args.unroll_length,
       truncations_per_episode=args.episode_truncations,
       trainable=args.train_only)
   print(f'meta-trained {args.meta_steps} steps in '
