@@ -343,9 +343,10 @@ def _find_state(state) -> LSTMOptimizerState:
 def averaged_params(params: Params, state: Any,
                     meta_params: MetaParams | str | os.PathLike | None
                     ) -> Params:
-  r"""The schedule-free average :math:`x` of a ``free`` design optimizer.
+  r"""The schedule-free average :math:`x` of a ``free`` (or ``compact``)
+  design optimizer.
 
-  The params of a ``free`` optimizer are the interpolation
+  The params of a ``free`` or ``compact`` optimizer are the interpolation
   :math:`y = (1 - \beta) z + \beta x`, where gradients are evaluated; the
   average :math:`x = y - (1 - \beta)(z - x)` is what schedule-free methods
   evaluate and export (compare ``optax.contrib.schedule_free_eval_params``).
@@ -366,7 +367,8 @@ def averaged_params(params: Params, state: Any,
 
   Raises:
     ValueError: if ``state`` holds no ``LSTMOptimizerState`` or several, or
-      the meta-params or the state are not of the ``free`` design.
+      the meta-params or the state are not of the ``free`` or ``compact``
+      design.
 
   Example (flax nnx: pass plain arrays)::
 
@@ -381,8 +383,8 @@ def averaged_params(params: Params, state: Any,
                      f'designs only; these meta-params are of the {design!r} '
                      'design, whose params are already the iterate to use')
   if len(state.moments) != RULES[design].num_moments:
-    raise ValueError('averaged_params: the state is not that of a free-design '
-                     'optimizer; pass the meta_params it was built with')
+    raise ValueError(f'averaged_params: the state is not that of a {design}-'
+                     'design optimizer; pass the meta_params it was built with')
   beta = _rules.interpolation(meta_params)
   masked = lambda x: isinstance(x, optax.MaskedNode)
   average = lambda gap, p: p if masked(gap) else (
