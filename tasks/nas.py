@@ -137,14 +137,22 @@ def one_hot_ops(space: search.Space, configs) -> jax.Array:
 
 
 def tabular_train_fn(space: search.Space, split: dict, budget: Budget,
+                     pairs: bool = False,
                      ) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
   """One jitted function training a batch of architectures over seeds.
+
+  Args:
+    space: A ``tabular_cell`` space.
+    split: The output of :func:`splits`.
+    budget: The training budget.
+    pairs: Train ``configs[i]`` with ``seeds[i]`` instead of every pair.
 
   Returns:
     ``fn(configs, seeds)``: ``configs`` int32 ``(A, num_edges)``, ``seeds``
     int32 ``(S,)``; returns ``train_loss``, ``val_accuracy``,
-    ``test_accuracy`` float32 ``(A, S)``. A seed fixes both the
-    initialisation (shared by all architectures) and the minibatches.
+    ``test_accuracy`` float32 ``(A, S)`` (``(A,)`` with ``pairs``). A seed
+    fixes both the initialisation (shared by all architectures) and the
+    minibatches.
   """
   net = search.TabularCellNet(space)
   sample_x = jnp.zeros((1,) + split["train"][0].shape[1:], jnp.float32)
@@ -157,6 +165,8 @@ def tabular_train_fn(space: search.Space, split: dict, budget: Budget,
     apply_fn = lambda p, x: net.apply(p, x, weights)
     return train_child(apply_fn, params, split, budget, key_train)
 
+  if pairs:
+    return jax.jit(jax.vmap(one))
   over_seeds = jax.vmap(one, in_axes=(None, 0))
   return jax.jit(jax.vmap(over_seeds, in_axes=(0, None)))
 

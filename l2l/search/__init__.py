@@ -9,3 +9,4 @@ from l2l.search._strategies import (BayesOptState, EvolutionState, RandomSearchS
                                     bayesian_optimisation, expected_improvement, mutate,
                                     one_hot_encoding, random_search, regularized_evolution,
                                     sample_configs, simulate)
+from l2l.search._journal import Journal, run_trials, trial_seed
