@@ -33,8 +33,10 @@ DEFAULT_DATASET = {'nas_layer': 'digits', 'nasnet': 'digits',
 STRATEGIES = ('random', 'evolution', 'bayesian', 'reinforce')
 
 
+@functools.lru_cache(maxsize=16)
 def make_strategy(name: str, space, batch_size: int, num_trials: int):
-  """The named strategy with this program's defaults."""
+  """The named strategy with this program's defaults (cached: one object,
+  hence one compilation, per setting in a process)."""
   from l2l import search
   if name == 'random':
     return search.random_search(space, batch_size)

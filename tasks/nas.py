@@ -239,15 +239,35 @@ def build_table(out_dir, space: search.Space | None = None, budget: Budget = Bud
     _save_json(wall_path, {"seconds": wall})
   parts = [np.load(chunk_dir / f"chunk_{c:05d}.npz") for c in range(num_chunks)]
   table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0].files}
-  table_path = out_dir / f"{space.name}.npz"
-  _save_npz(table_path, **table)
-  manifest = {"command": command, "space": space_record(space),
-              "budget": dataclasses.asdict(budget), "optimizer": "adam",
+  manifest = {"command": command, "budget": dataclasses.asdict(budget), "optimizer": "adam",
               "seeds": list(map(int, seeds)), "dataset": dataset,
               "splits": "train minus the last val_size examples / those val_size / test",
-              "rows": "flat index of the space (mixed radix, first choice most significant)",
-              "wall_seconds": round(wall, 1), "versions": _versions(),
-              "best_test_accuracy": float(table["test_accuracy"].mean(1).max())}
+              "wall_seconds": round(wall, 1), "versions": _versions()}
+  table_path = write_table(out_dir, space, table, manifest)
+  return table_path
+
+
+def write_table(out_dir, space: search.Space, table: dict[str, np.ndarray],
+                manifest: dict) -> pathlib.Path:
+  """Stores a table (``val_accuracy``, ``test_accuracy``, ... float32
+  ``(space.size, num_seeds)``, rows in flat-index order) as
+  ``out_dir/<space.name>.npz`` with its manifest ``<space.name>.json``,
+  both written atomically; the manifest gains the space and the best test
+  accuracy.
+
+  Raises:
+    ValueError: a table lacks a column or has the wrong number of rows.
+  """
+  for column in ("val_accuracy", "test_accuracy"):
+    if column not in table or np.shape(table[column])[0] != space.size:
+      raise ValueError(f"{column} must have {space.size} rows (one per architecture).")
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  table_path = out_dir / f"{space.name}.npz"
+  _save_npz(table_path, **{k: np.asarray(v, np.float32) for k, v in table.items()})
+  manifest = dict(manifest, space=space_record(space),
+                  rows="flat index of the space (mixed radix, first choice most significant)",
+                  best_test_accuracy=float(np.mean(table["test_accuracy"], 1).max()))
   _save_json(out_dir / f"{space.name}.json", manifest)
   return table_path
 
@@ -300,7 +320,9 @@ class TabularBenchmark:
   def flat_indices(self, configs) -> jax.Array:
     """Row numbers of int configs ``(..., num_choices)``, as int32 (jit-able)."""
     strides = np.cumprod((1,) + self.space.num_options[:0:-1])[::-1]
-    return jnp.sum(jnp.asarray(configs) * jnp.asarray(strides, jnp.int32), -1)
+    configs = jnp.asarray(configs)
+    return jnp.sum(configs * jnp.asarray(strides, jnp.int32).reshape(
+        (1,) * (configs.ndim - 1) + (-1,)), -1)
 
   def lookup(self, configs, key: jax.Array) -> jax.Array:
     """Validation accuracy of one random seed per config, float32 ``(...)``; jit-able."""

@@ -46,7 +46,7 @@ def _init_params(key, num_choices, max_options, hidden):
 
 def _lstm(params, carry, x):
   cell, hidden = carry
-  gates = jnp.concatenate([x, hidden], -1) @ params['lstm_w'] + params['lstm_b']
+  gates = jnp.concatenate([x, hidden], -1) @ params['lstm_w'] + params['lstm_b'][None, :]
   i, f, g, o = jnp.split(gates, 4, axis=-1)
   cell = jax.nn.sigmoid(f + 1.0) * cell + jax.nn.sigmoid(i) * jnp.tanh(g)
   hidden = jax.nn.sigmoid(o) * jnp.tanh(cell)
@@ -69,7 +69,7 @@ def _run(params, valid, tokens=None, key=None, batch_size=None):
     cell, hid, x = carry
     embed, head_w, head_b, mask, key_d, given_d = xs
     cell, hid = _lstm(params, (cell, hid), x)
-    logits = jnp.where(mask, hid @ head_w + head_b, -1e9)
+    logits = jnp.where(mask, hid @ head_w + head_b[None, :], -1e9)
     log_p = jax.nn.log_softmax(logits)
     if tokens is None:
       token = jax.random.categorical(jax.random.wrap_key_data(key_d), logits)

@@ -9,6 +9,7 @@ and reads finished trials back instead of evaluating them again; because
 resumed search asks exactly what the uninterrupted one would have.
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -87,6 +88,13 @@ def trial_seed(seed: int, trial: int) -> int:
   return int(np.random.SeedSequence([int(seed), int(trial)]).generate_state(1)[0] >> 1)
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled(strategy: Strategy):
+  """Jitted init, ask and tell, kept per strategy so that resuming the same
+  strategy object in one process does not compile again."""
+  return jax.jit(strategy.init), jax.jit(strategy.ask), jax.jit(strategy.tell)
+
+
 def run_trials(strategy: Strategy, space: Space, evaluate: Evaluate,
                journal: Journal, seed: int, num_trials: int,
                resume: bool = False,
@@ -122,8 +130,8 @@ def run_trials(strategy: Strategy, space: Space, evaluate: Evaluate,
                           'resume=True (--resume) to continue it, or use a new folder.')
   batch = strategy.batch_size
   key_init, key_loop = jax.random.split(jax.random.key(int(seed)))
-  ask, tell = jax.jit(strategy.ask), jax.jit(strategy.tell)
-  state = jax.jit(strategy.init)(key_init)
+  init, ask, tell = _compiled(strategy)
+  state = init(key_init)
   records = []
   for step in range(-(-int(num_trials) // batch)):
     configs, state = ask(jax.random.fold_in(key_loop, step), state)

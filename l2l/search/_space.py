@@ -159,14 +159,21 @@ class Space:
 
   def flat_index(self, config) -> int:
     """The configuration's number in ``[0, size)`` (mixed radix, first choice most significant)."""
-    return int(np.ravel_multi_index(tuple(self.validate(config)), self.num_options))
+    index = 0
+    for value, n in zip(self.validate(config).tolist(), self.num_options):
+      index = index * n + value  # Python ints: large spaces overflow int64.
+    return index
 
   def from_flat_index(self, index: int) -> np.ndarray:
     """The configuration numbered ``index``; inverse of :meth:`flat_index`."""
     if not 0 <= int(index) < self.size:
       raise ValueError(f'Space {self.name!r}: flat index must lie in '
                        f'[0, {self.size}), got {index}.')
-    return np.asarray(np.unravel_index(int(index), self.num_options), np.int32)
+    index, config = int(index), []
+    for n in reversed(self.num_options):
+      index, value = divmod(index, n)
+      config.append(value)
+    return np.asarray(config[::-1], np.int32)
 
   def all_configs(self) -> np.ndarray:
     """Every configuration, ``(size, num_choices)`` int32, in flat-index order.

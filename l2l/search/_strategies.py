@@ -48,7 +48,7 @@ def _check(space: Space, batch_size: int):
 
 def sample_configs(key: Array, space: Space, num: int) -> Array:
   """Draws ``num`` configurations uniformly: int32 ``(num, num_choices)``."""
-  options = jnp.asarray(space.num_options, jnp.float32)
+  options = jnp.asarray(space.num_options, jnp.float32)[None, :]
   u = jax.random.uniform(key, (num, len(space.choices)))
   return jnp.minimum(jnp.floor(u * options), options - 1).astype(jnp.int32)
 
