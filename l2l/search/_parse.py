@@ -279,6 +279,7 @@ class TabularCellNet(nn.Module):
     return nn.Dense(self.num_classes, name='head')(nodes[-1])
 
 
+#: Parser (flax module class) of each space, by the space's name.
 PARSERS: dict[str, Any] = {'nas_layer': NASLayerNet, 'nasnet': NASNetCellNet,
                            'recurrent': RecurrentCellNet,
                            'tabular_cell': TabularCellNet}

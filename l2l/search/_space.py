@@ -188,11 +188,13 @@ class Space:
     return grids.T.astype(np.int32)
 
 
-# The operations of a NASNet cell (Zoph et al., 2018), reduced to a set
-# that is cheap to build: separable and dilated convolutions, pooling.
+#: The operations of a NASNet cell (Zoph et al., 2018): separable,
+#: factorised and dilated convolutions, pooling and the identity.
 NASNET_OPS = ('identity', 'sep3x3', 'sep5x5', 'avg3x3', 'max3x3',
               'conv1x7_7x1', 'dil3x3')
+#: Activations of a recurrent cell node.
 RECURRENT_ACTIVATIONS = ('tanh', 'relu', 'sigmoid', 'identity')
+#: Edge operations of the tabular cell space.
 TABULAR_OPS = ('none', 'skip', 'dense_relu', 'dense_tanh')
 
 
@@ -316,7 +318,7 @@ def tabular_cell_space(num_nodes: int = 4, ops: Sequence[str] = TABULAR_OPS,
   A cell is a DAG on ``num_nodes`` nodes; node 0 is the cell's input and
   every edge ``i -> j`` (``i < j``) carries one operation ``edge{i}{j}``
   among ``ops``; node ``j`` sums its incoming edges and the cell's output
-  is the last node. With 4 nodes and 4 ops there are 4**6 = 4096 cells.
+  is the last node. With 4 nodes and 4 ops there are ``4 ** 6 = 4096`` cells.
 
   Args:
     num_nodes: Nodes of the DAG, at least 2.
@@ -341,5 +343,6 @@ def tabular_cell_space(num_nodes: int = 4, ops: Sequence[str] = TABULAR_OPS,
   return Space('tabular_cell', choices, meta)
 
 
+#: Space factories by name (the ``--space`` of ``python -m meta_train.search``).
 SPACES = {'nas_layer': nas_layer_space, 'nasnet': nasnet_space,
           'recurrent': recurrent_space, 'tabular_cell': tabular_cell_space}
