@@ -44,8 +44,8 @@ def make_strategy(name: str, space, batch_size: int, num_trials: int):
     return search.regularized_evolution(space, batch_size, population_size=16,
                                         tournament_size=4)
   if name == 'bayesian':
-    return search.bayesian_optimisation(space, batch_size,
-                                        max_trials=max(16, num_trials + batch_size))
+    # A fixed buffer: a resumed search with more trials asks the same.
+    return search.bayesian_optimisation(space, batch_size, max_trials=128)
   if name == 'reinforce':
     return search.reinforce_controller(space, batch_size, learning_rate=0.05)
   raise ValueError(f'Unknown strategy {name!r}; valid: {STRATEGIES}.')

@@ -363,3 +363,28 @@ def test_ray_backend_on_a_local_cluster(table_dir, tmp_path):
   assert strip_time(map(json.loads, (tmp_path / 'journal.jsonl').read_text().splitlines())) == \
       strip_time(map(json.loads, (tmp_path / 'serial' / 'journal.jsonl').read_text().splitlines()))
   assert summary == serial
+
+
+@pytest.mark.parametrize('space, options', [
+    ('tabular_cell', ['num_nodes=3', 'width=4']),  # Children vmapped together.
+    ('nas_layer', ['num_layers=1']),               # One compiled child each.
+])
+def test_command_line_trains_children(tmp_path, space, options):
+  from meta_train import search as program
+  argv = ['--space', space, '--strategy', 'random', '--trials', '2', '--batch-size', '2',
+          '--steps', '2', '--train-batch', '8', '--out', str(tmp_path), '--no-progress']
+  for option in options:
+    argv += ['--space-option', option]
+  summary = program.main(argv + ['--dataset', 'digits'])
+  records = [json.loads(l) for l in (tmp_path / 'journal.jsonl').read_text().splitlines()]
+  assert summary['trials'] == 2 and len(records) == 2
+  for record in records:
+    assert 0.0 <= record['val_accuracy'] <= 1.0 and record['fitness'] == record['val_accuracy']
+    assert np.isfinite(record['train_loss'])
+
+
+def test_cifar10_entry_point_names_the_missing_files(tmp_path):
+  from meta_train import search as program
+  with pytest.raises(FileNotFoundError, match='cifar-10'):
+    program.main(['--space', 'nasnet', '--dataset', 'cifar10', '--data-dir', str(tmp_path),
+                  '--strategy', 'evolution', '--trials', '2', '--out', str(tmp_path / 'o')])

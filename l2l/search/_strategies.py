@@ -187,22 +187,21 @@ def one_hot_encoding(space: Space, configs: Array) -> Array:
                           for d, n in enumerate(space.num_options)], axis=-1)
 
 
-def _gp_posterior(x_train, y_train, mask, x_test, lengthscale, noise):
+def _gp_posterior(hamming_train, hamming_cross, y_train, mask, lengthscale, noise):
   """Masked GP posterior of standardised targets; returns mean, std, log-lik.
 
-  The kernel is ``exp(-hamming / lengthscale)`` on one-hot encodings, a
-  product of per-choice exponential kernels, hence positive definite.
+  The kernel is ``exp(-hamming / lengthscale)`` between configurations, a
+  product of per-choice exponential kernels on the one-hot encoding, hence
+  positive definite. Rows outside ``mask`` are decoupled (unit diagonal,
+  zero target) so the buffer keeps a static shape.
   """
-  def kernel(a, b):
-    hamming = 0.5 * jnp.sum(jnp.abs(a[:, None, :] - b[None, :, :]), -1)
-    return jnp.exp(-hamming / lengthscale)
   m = mask.astype(jnp.float32)
-  k_train = kernel(x_train, x_train) * m[:, None] * m[None, :]
+  k_train = jnp.exp(-hamming_train / lengthscale) * m[:, None] * m[None, :]
   k_train = k_train + jnp.diag(noise * m + (1.0 - m))
   chol = jnp.linalg.cholesky(k_train)
   alpha = jax.scipy.linalg.cho_solve((chol, True), y_train * m)
   log_lik = (-0.5 * jnp.dot(y_train * m, alpha) - jnp.sum(jnp.log(jnp.diag(chol))))
-  k_cross = kernel(x_test, x_train) * m[None, :]
+  k_cross = jnp.exp(-hamming_cross / lengthscale) * m[None, :]
   mean = k_cross @ alpha
   v = jax.scipy.linalg.solve_triangular(chol, k_cross.T, lower=True)
   var = jnp.maximum(1.0 - jnp.sum(v * v, 0), 1e-12)
@@ -280,7 +279,11 @@ def bayesian_optimisation(space: Space, batch_size: int = 1, max_trials: int = 2
     x = one_hot_encoding(space, state.configs)
     cands = candidates(key_candidates, state, mask)
     x_cands = one_hot_encoding(space, cands)
-    posterior = jax.vmap(lambda l, n: _gp_posterior(x, y, mask, x_cands, l, n))
+    # Hamming distance = choices - matching one-hot entries.
+    num_choices = float(len(space.choices))
+    hamming_train = num_choices - x @ x.T
+    hamming_cross = num_choices - x_cands @ x.T
+    posterior = jax.vmap(lambda l, n: _gp_posterior(hamming_train, hamming_cross, y, mask, l, n))
     means, stds, log_liks = posterior(grid_l, grid_n)
     pick = jnp.argmax(log_liks)
     best = jnp.max(jnp.where(mask, y, -jnp.inf))
