@@ -388,3 +388,16 @@ def test_cifar10_entry_point_names_the_missing_files(tmp_path):
   with pytest.raises(FileNotFoundError, match='cifar-10'):
     program.main(['--space', 'nasnet', '--dataset', 'cifar10', '--data-dir', str(tmp_path),
                   '--strategy', 'evolution', '--trials', '2', '--out', str(tmp_path / 'o')])
+
+
+def test_regret_of_best_found_and_of_the_incumbent():
+  from meta_train import search_compare
+  space = search.Space('t', (search.Choice('a', (0, 1, 2)),))
+  test = np.asarray([[0.1], [0.3], [0.5]], np.float32)
+  table = nas.TabularBenchmark(space, test + 0.0, test, {})
+  configs = np.asarray([[[0], [2], [1]]])
+  fitness = np.asarray([[0.2, 0.1, 0.3]])  # Validation disagrees with test.
+  found, incumbent = search_compare.regrets(table, configs, fitness)
+  np.testing.assert_allclose(found, [[0.4, 0.0, 0.0]], atol=1e-6)
+  np.testing.assert_allclose(incumbent, [[0.4, 0.4, 0.2]], atol=1e-6)
+  assert float(table.lookup(jnp.asarray([[2]]), jax.random.key(0))[0]) == pytest.approx(0.5)
