@@ -151,7 +151,7 @@ def make_backend(name: str, spec_json: str, workers: int, ray_address: str | Non
       import ray
     except ImportError as error:
       raise ImportError('--backend ray needs Ray: pip install -e ".[search]" '
-                        '(or pip install "ray>=2.30").') from error
+                        '(the same as ".[ray]", or pip install "ray>=2.30").') from error
     if not ray.is_initialized():
       ray.init(address=ray_address, num_cpus=None if ray_address else max(workers, 1),
                runtime_env={'env_vars': {'PYTHONPATH': os.pathsep.join(sys.path)}},
