@@ -401,3 +401,21 @@ def test_regret_of_best_found_and_of_the_incumbent():
   np.testing.assert_allclose(found, [[0.4, 0.0, 0.0]], atol=1e-6)
   np.testing.assert_allclose(incumbent, [[0.4, 0.4, 0.2]], atol=1e-6)
   assert float(table.lookup(jnp.asarray([[2]]), jax.random.key(0))[0]) == pytest.approx(0.5)
+
+
+def test_stored_tabular_benchmark_matches_its_manifest():
+  table = nas.TabularBenchmark.load()
+  assert table.space == search.tabular_cell_space()
+  assert table.val_accuracy.shape == table.test_accuracy.shape == (4096, 2)
+  assert table.val_accuracy.dtype == np.float32
+  assert 0.0 <= table.test_accuracy.min() and table.test_accuracy.max() <= 1.0
+  assert table.manifest['best_test_accuracy'] == pytest.approx(table.best_test_accuracy)
+  assert table.manifest['command'].startswith('python -m tasks.nas')
+  # Architecture matters: the best cell is far above the worst.
+  means = table.test_accuracy.mean(1)
+  assert means.max() - means.min() > 0.2
+
+
+def test_missing_table_gives_the_build_command(tmp_path):
+  with pytest.raises(FileNotFoundError, match='python -m tasks.nas'):
+    nas.TabularBenchmark.load(tmp_path)

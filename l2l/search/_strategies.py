@@ -187,8 +187,8 @@ def one_hot_encoding(space: Space, configs: Array) -> Array:
                           for d, n in enumerate(space.num_options)], axis=-1)
 
 
-def _gp_posterior(hamming_train, hamming_cross, y_train, mask, lengthscale, noise):
-  """Masked GP posterior of standardised targets; returns mean, std, log-lik.
+def _gp_fit(hamming_train, y_train, mask, lengthscale, noise):
+  """Masked GP fit of standardised targets: ``(cholesky, alpha, log_lik)``.
 
   The kernel is ``exp(-hamming / lengthscale)`` between configurations, a
   product of per-choice exponential kernels on the one-hot encoding, hence
@@ -201,11 +201,14 @@ def _gp_posterior(hamming_train, hamming_cross, y_train, mask, lengthscale, nois
   chol = jnp.linalg.cholesky(k_train)
   alpha = jax.scipy.linalg.cho_solve((chol, True), y_train * m)
   log_lik = (-0.5 * jnp.dot(y_train * m, alpha) - jnp.sum(jnp.log(jnp.diag(chol))))
-  k_cross = jnp.exp(-hamming_cross / lengthscale) * m[None, :]
-  mean = k_cross @ alpha
+  return chol, alpha, log_lik
+
+
+def _gp_predict(chol, alpha, hamming_cross, mask, lengthscale):
+  """Posterior mean and standard deviation at the candidates."""
+  k_cross = jnp.exp(-hamming_cross / lengthscale) * mask.astype(jnp.float32)[None, :]
   v = jax.scipy.linalg.solve_triangular(chol, k_cross.T, lower=True)
-  var = jnp.maximum(1.0 - jnp.sum(v * v, 0), 1e-12)
-  return mean, jnp.sqrt(var), log_lik
+  return k_cross @ alpha, jnp.sqrt(jnp.maximum(1.0 - jnp.sum(v * v, 0), 1e-12))
 
 
 def expected_improvement(mean: Array, std: Array, best: Array) -> Array:
@@ -283,11 +286,12 @@ def bayesian_optimisation(space: Space, batch_size: int = 1, max_trials: int = 2
     num_choices = float(len(space.choices))
     hamming_train = num_choices - x @ x.T
     hamming_cross = num_choices - x_cands @ x.T
-    posterior = jax.vmap(lambda l, n: _gp_posterior(hamming_train, hamming_cross, y, mask, l, n))
-    means, stds, log_liks = posterior(grid_l, grid_n)
-    pick = jnp.argmax(log_liks)
+    fit = jax.vmap(lambda l, n: _gp_fit(hamming_train, y, mask, l, n))
+    chols, alphas, log_liks = fit(grid_l, grid_n)
+    pick = jnp.argmax(log_liks)  # Type-II maximum likelihood over the grid.
+    mean, std = _gp_predict(chols[pick], alphas[pick], hamming_cross, mask, grid_l[pick])
     best = jnp.max(jnp.where(mask, y, -jnp.inf))
-    ei = expected_improvement(means[pick], stds[pick], best)
+    ei = expected_improvement(mean, std, best)
     chosen = cands[jax.lax.top_k(ei, batch_size)[1]]
     random = sample_configs(key_random, space, batch_size)
     return jnp.where(state.count >= num_initial, chosen, random), state
