@@ -9,7 +9,8 @@ against the space's best mean test accuracy: of the best test accuracy
 found so far (``found``), and of the test accuracy of the trial best on
 validation so far (``incumbent``, what a search would return). Writes
 ``search_regret.json`` and ``search_regret.png`` (found) and
-``search_regret_incumbent.png`` under ``--out``.
+``search_regret_incumbent.png`` under ``--out``, and the per-seed curves
+in ``search_regret_curves.npz``.
 """
 
 import argparse
@@ -103,6 +104,10 @@ def main(argv=None) -> dict:
             'batch_sizes': {n: s.batch_size for n, s in strategies.items()},
             'at_trials': {str(t): summary_rows(results, t)
                           for t in sorted({16, 32, args.trials}) if t <= args.trials}}
+  curves = out / 'search_regret_curves.tmp.npz'
+  np.savez_compressed(curves, **{f'{n}_{label}': r[i] for n, r in results.items()
+                                 for i, label in enumerate(('found', 'incumbent'))})
+  os.replace(curves, out / 'search_regret_curves.npz')
   tmp = out / 'search_regret.json.tmp'
   tmp.write_text(json.dumps(report, indent=1) + '\n')
   os.replace(tmp, out / 'search_regret.json')

@@ -83,6 +83,7 @@ def regret_curves(curves: dict, path, title: str) -> None:
   ax.set_yscale('log')
   ax.set_xlabel('trials')
   ax.set_ylabel('regret (test accuracy)')
-  ax.set_title(title)
+  ax.set_title(title, fontsize=10)
   ax.legend()
+  fig.tight_layout()
   _save(fig, str(path))
