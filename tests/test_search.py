@@ -90,13 +90,12 @@ def test_construction_errors(make, error):
 def test_every_config_of_a_small_space_builds_and_runs(name):
   space = SMALL_SPACES[name]()
   configs = space.all_configs()
-  if len(configs) > 27:  # nasnet: 144 two-cell configs; a spread of them.
-    configs = configs[::len(configs) // 3]
+  if len(configs) > 27:  # nasnet: 1296 two-cell configs; two far apart.
+    configs = configs[::len(configs) // 2]
   x = jax.random.normal(jax.random.key(0), INPUTS[name])
   for config in configs:
     net = search.build(space, config, num_classes=3)
-    params = net.init(jax.random.key(1), x)
-    logits = net.apply(params, x)
+    logits, params = net.init_with_output(jax.random.key(1), x)  # One pass.
     assert logits.shape == (2, 3) and logits.dtype == jnp.float32, space.config_string(config)
     assert np.isfinite(np.asarray(logits)).all()
     if name == 'tabular_cell':  # Only chosen dense ops own parameters.
@@ -365,10 +364,8 @@ def test_ray_backend_on_a_local_cluster(table_dir, tmp_path):
   assert summary == serial
 
 
-@pytest.mark.parametrize('space, options', [
-    ('tabular_cell', ['num_nodes=3', 'width=4']),  # Children vmapped together.
-    ('nas_layer', ['num_layers=1']),               # One compiled child each.
-])
+# The tabular space's vmapped training is tested above (supernet = child).
+@pytest.mark.parametrize('space, options', [('nas_layer', ['num_layers=1'])])
 def test_command_line_trains_children(tmp_path, space, options):
   from meta_train import search as program
   argv = ['--space', space, '--strategy', 'random', '--trials', '2', '--batch-size', '2',
