@@ -29,6 +29,7 @@ from l2l._transform import architecture
 from l2l._transform import averaged_params
 from l2l._transform import lstm_optimizer
 from l2l._transform import LSTMOptimizerState
+from l2l import search  # Architecture search: l2l.search.
 
 __all__ = (
     'CheckpointError',

@@ -1,0 +1,89 @@
+"""PNG plots of an architecture search and of the regret comparison."""
+
+import textwrap
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from meta_train.plots import _save
+
+
+def best_so_far(records, path) -> None:
+  """Best-so-far validation fitness, and the test accuracy of that trial, against trials."""
+  fitness = np.asarray([r['fitness'] for r in records])
+  incumbent = [int(np.argmax(fitness[:i + 1])) for i in range(len(fitness))]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  trials = np.arange(1, len(records) + 1)
+  ax.plot(trials, np.maximum.accumulate(fitness), label='best validation (fitness)')
+  if all('test_accuracy' in r for r in records):
+    test = np.asarray([records[i]['test_accuracy'] for i in incumbent])
+    ax.plot(trials, test, label='its test accuracy')
+  ax.scatter(trials, fitness, s=6, color='grey', alpha=0.5, label='each trial')
+  ax.set_xlabel('trials')
+  ax.set_ylabel('accuracy')
+  ax.legend()
+  _save(fig, str(path))
+
+
+def rewards(values, strategy: str, path) -> None:
+  """Mean reward (fitness) per strategy step; the controller's learning curve."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  ax.plot(np.arange(1, len(values) + 1), values, marker='.')
+  ax.set_xlabel('strategy step (one ask/tell)')
+  ax.set_ylabel('mean reward of the batch')
+  ax.set_title(f'{strategy}: mean reward per step')
+  _save(fig, str(path))
+
+
+def best_cell(space, config, path) -> None:
+  """The best configuration: a tabular cell as a DAG, other spaces as text."""
+  values = space.values(config)
+  fig, ax = plt.subplots(figsize=(7, 4))
+  ax.axis('off')
+  if space.name == 'tabular_cell':
+    nodes = space.settings()['num_nodes']
+    xs = np.linspace(0, 1, nodes)
+    for name, op in values.items():
+      i, j = int(name[-2]), int(name[-1])
+      if op == 'none':
+        continue
+      height = 0.12 * (j - i)
+      mid = (xs[i] + xs[j]) / 2
+      arc = np.linspace(0, np.pi, 30)
+      ax.plot(mid - (xs[j] - xs[i]) / 2 * np.cos(arc), height * np.sin(arc),
+              color='tab:blue')
+      ax.text(mid, height + 0.01, op, ha='center', fontsize=8)
+    ax.scatter(xs, np.zeros(nodes), s=300, color='tab:orange', zorder=3)
+    for k, x in enumerate(xs):
+      ax.text(x, -0.06, 'input' if k == 0 else ('output' if k == nodes - 1 else f'node {k}'),
+              ha='center')
+    ax.set_ylim(-0.15, 0.5)
+  else:
+    ax.text(0, 1, textwrap.fill(space.config_string(config), 90), va='top',
+            family='monospace', fontsize=7, transform=ax.transAxes)
+  ax.set_title(f'best {space.name} configuration')
+  _save(fig, str(path))
+
+
+def regret_curves(curves: dict, path, title: str) -> None:
+  """Mean regret against trials with a band of one standard error, per strategy.
+
+  Args:
+    curves: ``{name: regret float array (seeds, trials)}``.
+  """
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  for name, regret in curves.items():
+    mean = regret.mean(0)
+    sem = regret.std(0, ddof=1) / np.sqrt(regret.shape[0])
+    trials = np.arange(1, regret.shape[1] + 1)
+    ax.plot(trials, mean, label=name)
+    ax.fill_between(trials, mean - sem, mean + sem, alpha=0.2)
+  ax.set_yscale('log')
+  ax.set_xlabel('trials')
+  ax.set_ylabel('regret (test accuracy)')
+  ax.set_title(title, fontsize=10)
+  ax.legend()
+  fig.tight_layout()
+  _save(fig, str(path))
