@@ -100,7 +100,8 @@ class RegularisationProblem:
         h = jax.nn.relu(h + layer['b'])
       if key is not None:
         key, sub = jax.random.split(key)
-        std = jnp.sqrt(dropout / (1.0 - dropout))
+        # The offset keeps the derivative at rate 0 finite.
+        std = jnp.sqrt(dropout / (1.0 - dropout) + 1e-6)
         h = h * (1.0 + std * jax.random.normal(sub, h.shape, h.dtype))
     return _common.dense(params['head'], h.reshape(h.shape[0], -1))
 
@@ -141,8 +142,12 @@ class RegularisationProblem:
     return _common.cross_entropy(logits, self.y_test), accuracy
 
   def make_optimizer(self, values: dict) -> optax.GradientTransformation:
-    """AdamW at ``learning_rate`` with the declared weight decay (or none)."""
-    return optax.adamw(self.learning_rate,
+    """AdamW at ``learning_rate`` with the declared weight decay (or none).
+
+    ``eps_root`` keeps derivatives through the update finite where a
+    gradient entry is exactly zero (a pixel that is always blank).
+    """
+    return optax.adamw(self.learning_rate, eps_root=1e-16,
                        weight_decay=values.get('weight_decay', 0.0))
 
 

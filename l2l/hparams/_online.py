@@ -127,9 +127,13 @@ def normalised_step(unit: HParams, grads: HParams, mu: HParams, nu: HParams,
   :math:`\eta` of the declared range, whatever the hypergradient's scale,
   which is why the tuner needs no tuning of its own.
 
+  A non-finite hypergradient entry is taken as zero.
+
   Returns:
     ``(unit, mu, nu, count)`` after the step; ``count`` is incremented.
   """
+  # A non-finite hypergradient (a diverged lookahead) counts as zero.
+  grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grads)
   count = count + 1
   mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, mu, grads)
   nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, nu, grads)
@@ -143,7 +147,7 @@ def normalised_step(unit: HParams, grads: HParams, mu: HParams, nu: HParams,
 
 def online_tuner(make_optimizer: OptimizerFactory, space: HyperparameterSpace,
                  *, train_loss: TrainLoss, val_loss: ValLoss, every: int = 10,
-                 learning_rate: float = 0.03) -> OnlineTuner:
+                 learning_rate: float = 0.05) -> OnlineTuner:
   r"""Wraps an optax optimizer so that it tunes hyperparameters as it trains.
 
   Each call of ``step`` takes one step of ``make_optimizer(values)`` on a
@@ -159,7 +163,11 @@ def online_tuner(make_optimizer: OptimizerFactory, space: HyperparameterSpace,
       ``lambda h: optax.adamw(1e-3, weight_decay=h['weight_decay'])`` or
       ``lambda h: optax.chain(optax.add_decayed_weights(h['wd']),
       l2l.lstm_optimizer())``. The state's structure must not depend on
-      the values.
+      the values. Give Adam-like optimizers ``eps_root > 0``
+      (``optax.adam(..., eps_root=1e-16)``): the derivative of
+      :math:`\sqrt{v}` at an exactly zero gradient entry is infinite, and
+      the hypergradient would be NaN (such steps leave the
+      hyperparameters unchanged).
     space: the declared hyperparameters (:func:`l2l.hparams.declare`).
     train_loss: ``train_loss(params, values, key)``, the training minibatch
       loss with the loss-side hyperparameters applied.

@@ -117,8 +117,10 @@ def search(method: str, make_optimizer, space: HyperparameterSpace, *,
 
   Returns:
     ``(state, history)``: the final :class:`PopulationState` (scored after
-    the last step) and ``{'unit': {name: [rounds, N]}, 'score': [rounds,
-    N], 'origin': [rounds, N]}`` recorded after each round.
+    the last step) and, per round, ``'unit'`` ``{name: [rounds, N]}`` the
+    hyperparameters each member trained with, ``'score'`` ``[rounds, N]``
+    the scores at its end and ``'origin'`` ``[rounds, N]`` the member each
+    one copied after it (itself if none).
 
   Raises:
     ValueError: an unknown method, ``num_steps`` not a positive multiple of
@@ -149,6 +151,7 @@ def search(method: str, make_optimizer, space: HyperparameterSpace, *,
         state.params, state.inner_state, state.unit,
         jax.random.split(train_key, size))
     score = jax.vmap(val_loss, in_axes=(0, None))(params, val_key)
+    used = state.unit
     state = state._replace(params=params, inner_state=inner, score=score,
                            origin=jnp.arange(size))
     if method == 'pbt':
@@ -157,7 +160,7 @@ def search(method: str, make_optimizer, space: HyperparameterSpace, *,
           lambda s: exploit_explore(s, pbt_key, fraction=fraction,
                                     perturb=perturb),
           lambda s: s, state)
-    return state, {'unit': state.unit, 'score': score, 'origin': state.origin}
+    return state, {'unit': used, 'score': score, 'origin': state.origin}
 
   rounds = num_steps // every
   return jax.lax.scan(round_, state, (jnp.arange(rounds),
