@@ -6,17 +6,19 @@ Every method returns a record ``{'val_loss', 'test_loss', 'test_accuracy',
 the chosen model's loss on the whole validation split (for the trial-based
 methods, the best trial's: the statistic they select on); ``test_loss`` and
 ``test_accuracy`` are measured on the test split, which no method sees.
-``cost_runs`` is the compiled programs' floating-point operations (XLA's
-cost analysis) divided by those of one training run at fixed
+``cost_runs`` is the programs' floating-point operations (XLA's cost
+analysis of the lowered steps) divided by those of one training run at fixed
 hyperparameters followed by one validation pass.
 """
 
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from l2l import hparams
 
@@ -96,7 +98,8 @@ def _every(problem) -> int:
 
 
 def _flops(fn, *args) -> float:
-  analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+  # The lowered program's count: no backend compilation needed.
+  analysis = jax.jit(fn).lower(*args).cost_analysis()
   if isinstance(analysis, (list, tuple)):
     analysis = analysis[0]
   return float(analysis['flops'])
@@ -266,3 +269,67 @@ def run_optuna(problem, seed: int) -> dict:
   trajectory = {'steps': [0, problem.num_steps],
                 **{k: [float(v)] * 2 for k, v in values.items()}}
   return _record(best[0], TPE_TRIALS, trajectory)
+
+# ------------------------------------------------------------ learned tuner
+
+#: ES iterations of the learned tuner's meta-training, per suite size.
+META_ITERATIONS = {'small': 24, 'full': 60}
+META_SEED = 100
+
+
+def learned_tuner_params(path: str, *, size: str = 'small', train: bool = True,
+                         progress: bool = True) -> dict:
+  """The learned tuner's meta-parameters: read from ``path`` if it exists,
+  else (``train``) meta-trained on ``tasks.regularisation.META_TRAIN`` with
+  :func:`l2l.hparams.meta_train_tuner` and saved there atomically.
+
+  Raises:
+    FileNotFoundError: ``path`` is missing and ``train`` is false.
+  """
+  import l2l  # pylint: disable=g-import-not-at-top
+  from tasks import regularisation  # pylint: disable=g-import-not-at-top
+  like = hparams.init_tuner_params(jax.random.key(0))
+  if os.path.exists(path):
+    return jax.tree.map(jnp.asarray, l2l.load_checkpoint(path, like)[0])
+  if not train:
+    raise FileNotFoundError(f'no learned tuner at {path}')
+  problems = [regularisation.make_problem(n, size=size, seed=META_SEED)
+              for n in regularisation.META_TRAIN]
+  bar = tqdm.tqdm(total=META_ITERATIONS[size], unit='ES step',
+                  desc='meta-training the tuner', disable=not progress)
+  def report(iteration, fitness):
+    del iteration
+    bar.update()
+    bar.set_postfix(log_val=f'{fitness:.3f}')
+  meta_params, log = hparams.meta_train_tuner(
+      problems, key=jax.random.key(META_SEED),
+      num_iterations=META_ITERATIONS[size], progress=report)
+  bar.close()
+  l2l.save_checkpoint(path, meta_params, {
+      'kind': 'hparams_tuner', 'problems': list(regularisation.META_TRAIN),
+      'size': size, 'iterations': META_ITERATIONS[size], 'fitness_log': log})
+  return meta_params
+
+
+@functools.partial(jax.jit, static_argnames=('every',))
+def learned_run(meta_params, problem, init_key, key, every: int = HYPER_EVERY):
+  """Final figures and values at every step of the learned tuner."""
+  tuner = hparams.learned_tuner(
+      meta_params, problem.make_optimizer, problem.space,
+      train_loss=problem.train_loss, val_loss=problem.val_loss,
+      num_steps=problem.num_steps, every=every)
+  params = problem.init_params(init_key)
+  params, _, metrics = hparams.run(tuner.step, params, tuner.init(params),
+                                   key, problem.num_steps)
+  return _final(problem, params), metrics['values']
+
+
+def run_learned(problem, seed: int, meta_params) -> dict:
+  """The meta-learned tuner, one run; its network's flops are counted."""
+  init_key, key = _keys(seed)
+  figures, values = learned_run(meta_params, problem, init_key, key)
+  hidden = meta_params['out']['w'].shape[0]
+  network = 2 * len(problem.space.names) * (
+      (hparams._learned.NUM_FEATURES + hidden) * 4 * hidden + hidden)  # pylint: disable=protected-access
+  return _record(figures, online_cost(problem, extra_per_update=network),
+                 _thin(np.arange(1, problem.num_steps + 1), values))

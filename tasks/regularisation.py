@@ -161,6 +161,15 @@ PROBLEMS = {
     'mnist1d_wide_mlp': ('mnist1d', 'mlp', (512, 512), 400, 1000, 0.0,
                          ('dropout', 'input_noise'), (400, 1500)),
 }
+#: Problems the learned tuner is meta-trained on (never compared on).
+META_TRAIN = {
+    'digits_conv_noisy': ('digits', 'conv', (16, 32), 300, 500, 0.2,
+                          ('weight_decay', 'label_smoothing'), (100, 200)),
+    'mnist1d_mlp_dropout': ('mnist1d', 'mlp', (256,), 300, 1000, 0.0,
+                            ('weight_decay', 'dropout'), (100, 200)),
+    'digits_mlp_noise': ('digits', 'mlp', (128, 128), 100, 500, 0.1,
+                         ('input_noise', 'dropout'), (100, 200)),
+}
 SIZES = ('small', 'full')
 
 
@@ -173,7 +182,7 @@ def make_problem(name: str, *, size: str = 'small', seed: int = 0,
   labels is replaced by uniform random classes (the test split stays clean).
 
   Args:
-    name: a key of :data:`PROBLEMS`.
+    name: a key of :data:`PROBLEMS` or :data:`META_TRAIN`.
     size: ``'small'`` or ``'full'``: the number of training steps.
     seed: the draw of examples and label noise.
     num_steps: overrides the size's number of steps.
@@ -181,18 +190,18 @@ def make_problem(name: str, *, size: str = 'small', seed: int = 0,
   Raises:
     ValueError: an unknown name or size, or ``num_steps < 1``.
   """
-  if name not in PROBLEMS:
-    raise ValueError(f'Unknown problem {name!r}; valid: {sorted(PROBLEMS)}.')
+  registry = PROBLEMS | META_TRAIN
+  if name not in registry:
+    raise ValueError(f'Unknown problem {name!r}; valid: {sorted(registry)}.')
   if size not in SIZES:
     raise ValueError(f'Unknown size {size!r}; valid: {SIZES}.')
   dataset, model, widths, num_train, num_val, noise, names, steps = (
-      PROBLEMS[name])
+      registry[name])
   steps = steps[SIZES.index(size)] if num_steps is None else int(num_steps)
   if steps < 1:
     raise ValueError(f'num_steps must be positive, got {num_steps}.')
   x, y, x_test, y_test = data.load(dataset)
-  if model == 'mlp':
-    x, x_test = x.reshape(len(x), -1), x_test.reshape(len(x_test), -1)
+  x, x_test = x.reshape(len(x), -1), x_test.reshape(len(x_test), -1)
   rng = np.random.default_rng(seed)
   order = rng.permutation(len(y))[:num_train + num_val]
   x, y = x[order], y[order].copy()

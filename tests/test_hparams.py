@@ -3,12 +3,14 @@ against finite differences and the ridge regression optimum, population-based
 training's exploit/explore bookkeeping, random and grid search."""
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import struct
 
 import l2l
 from l2l import hparams
@@ -307,3 +309,71 @@ def test_search_rejects_bad_options(kwargs, match):
                    train_loss=_train_loss, val_loss=_val_loss,
                    init_params=lambda k: jnp.zeros(8), key=jax.random.key(0),
                    **args)
+
+# ---------------------------------------------------------- learned tuner
+
+
+@struct.dataclass
+class _RidgeProblem:
+  """The ridge regression above as a problem (a pytree without leaves)."""
+  space: Any = struct.field(pytree_node=False, default=hparams.declare(
+      H('weight_decay', 1e-2, 1e-3, 10.0, 'log')))
+  num_steps: int = struct.field(pytree_node=False, default=40)
+
+  def make_optimizer(self, values):
+    return OPTIMIZERS['sgd'](values)
+
+  def init_params(self, key):
+    del key
+    return jnp.zeros(8)
+
+  def val_loss(self, params, key):
+    return _val_loss(params, key)
+
+  def train_loss(self, params, values, key):
+    return _train_loss(params, values | {'l2': 0.0}, key)
+
+
+def test_untrained_learned_tuner_is_the_online_tuner():
+  problem = _RidgeProblem()
+  args = (problem.make_optimizer, problem.space)
+  kwargs = dict(train_loss=problem.train_loss, val_loss=problem.val_loss,
+                every=5)
+  online = hparams.online_tuner(*args, **kwargs)
+  learned = hparams.learned_tuner(
+      hparams.init_tuner_params(jax.random.key(3)), *args, **kwargs,
+      num_steps=problem.num_steps)
+  params = jnp.zeros(8)
+  results = [jax.jit(lambda p, s, k, t=t: hparams.run(t.step, p, s, k, 40))(
+      params, t.init(params), jax.random.key(0)) for t in (online, learned)]
+  np.testing.assert_allclose(results[0][2]['values']['weight_decay'],
+                             results[1][2]['values']['weight_decay'],
+                             rtol=1e-6)
+  assert isinstance(results[1][1], hparams.LearnedTunerState)
+  assert results[1][1].hidden['weight_decay'].shape == (16,)
+
+
+def test_meta_train_tuner_moves_the_network_and_stays_finite():
+  start = hparams.init_tuner_params(jax.random.key(0), hidden_size=4)
+  seen = []
+  meta_params, log = hparams.meta_train_tuner(
+      [_RidgeProblem()], key=jax.random.key(1), num_iterations=2, num_pairs=2,
+      every=10, meta_params=start, progress=lambda i, f: seen.append(i))
+  assert seen == [0, 1] and len(log) == 2 and np.all(np.isfinite(log))
+  assert jax.tree.structure(meta_params) == jax.tree.structure(start)
+  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                       meta_params, start)
+  assert moved['out']['w'] > 0 and all(
+      np.isfinite(v) for v in jax.tree.leaves(moved))
+
+
+@pytest.mark.parametrize('call,match', [
+    (lambda: hparams.init_tuner_params(jax.random.key(0), 0), 'hidden_size'),
+    (lambda: hparams.meta_train_tuner([], key=jax.random.key(0)),
+     'at least one problem'),
+    (lambda: hparams.meta_train_tuner([_RidgeProblem()], key=jax.random.key(0),
+                                      every=7), 'not a multiple'),
+])
+def test_learned_tuner_rejects_bad_options(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()

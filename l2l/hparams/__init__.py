@@ -5,6 +5,12 @@ in one run (:func:`online_tuner`), with a meta-learned tuner, or by
 population-based training, random or grid search (:func:`search`).
 """
 
+from l2l.hparams._learned import init_tuner_params
+from l2l.hparams._learned import learned_tuner
+from l2l.hparams._learned import LearnedTunerState
+from l2l.hparams._learned import meta_train_tuner
+from l2l.hparams._learned import run_rounds
+from l2l.hparams._learned import tuner_fitness
 from l2l.hparams._online import hypergradient
 from l2l.hparams._online import lookahead_loss
 from l2l.hparams._online import normalised_step
@@ -27,6 +33,7 @@ __all__ = (
     'METHODS',
     'Hyperparameter',
     'HyperparameterSpace',
+    'LearnedTunerState',
     'OnlineTuner',
     'OnlineTunerState',
     'PopulationState',
@@ -35,10 +42,15 @@ __all__ = (
     'declare',
     'exploit_explore',
     'hypergradient',
+    'init_tuner_params',
+    'learned_tuner',
     'lookahead_loss',
+    'meta_train_tuner',
     'normalised_step',
     'online_tuner',
     'run',
+    'run_rounds',
     'search',
     'train_step',
+    'tuner_fitness',
 )
