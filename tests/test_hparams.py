@@ -377,3 +377,16 @@ def test_meta_train_tuner_moves_the_network_and_stays_finite():
 def test_learned_tuner_rejects_bad_options(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+@pytest.mark.parametrize('name', hparams.__all__)
+def test_public_name_is_documented(name):
+  import pathlib  # pylint: disable=g-import-not-at-top
+  page = (pathlib.Path(__file__).resolve().parent.parent / 'docs' / 'api'
+          / 'hparams.rst').read_text()
+  obj = getattr(hparams, name)
+  if isinstance(obj, tuple):  # a constant, listed in the text
+    assert f'``l2l.hparams.{name}``' in page, name
+  else:
+    assert f':: l2l.hparams.{name}\n' in page, name
+    assert obj.__doc__ and obj.__doc__.strip(), name
