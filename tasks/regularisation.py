@@ -97,7 +97,7 @@ class RegularisationProblem:
         h = jax.lax.conv_general_dilated(
             h, layer['w'], (2,), 'SAME', dimension_numbers=('NWC', 'WIO',
                                                             'NWC'))
-        h = jax.nn.relu(h + layer['b'])
+        h = jax.nn.relu(h + layer['b'][None, None, :])
       if key is not None:
         key, sub = jax.random.split(key)
         # The offset keeps the derivative at rate 0 finite.
