@@ -6,6 +6,7 @@ import os
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
 from meta_train import plots
 
@@ -54,6 +55,9 @@ def cost(summary: dict, path: str) -> None:
       ax.scatter(r['cost_runs'], r['val_loss'], color=COLOURS.get(method),
                  label=method)
     ax.set_xscale('log')
+    ax.xaxis.set_major_formatter(ticker.FormatStrFormatter('%g'))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xticks([1, 2, 4, 8, 16])
     ax.set_xlabel('cost (training runs)')
     ax.set_ylabel('validation loss')
     ax.set_title(problem)
