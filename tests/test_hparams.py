@@ -150,10 +150,11 @@ def test_hypergradient_matches_finite_differences(optimizer):
   unit = {'weight_decay': jnp.float32(0.6), 'l2': jnp.float32(0.85)}
   inner = make(RIDGE_SPACE.from_unit(unit)).init(params)
   # Two steps first, so the optimizer state is not at its start.
+  step = jax.jit(functools.partial(hparams.train_step, space=RIDGE_SPACE,
+                                   make_optimizer=make,
+                                   train_loss=_train_loss))
   for k in range(2):
-    params, inner, _ = hparams.train_step(
-        params, inner, unit, jax.random.key(k), space=RIDGE_SPACE,
-        make_optimizer=make, train_loss=_train_loss)
+    params, inner, _ = step(params, inner, unit, jax.random.key(k))
   key = jax.random.key(5)
   grads, (new_params, _, _) = jax.jit(
       functools.partial(hparams.hypergradient, **fns))(unit, params, inner,
