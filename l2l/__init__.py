@@ -30,6 +30,7 @@ from l2l._transform import averaged_params
 from l2l._transform import lstm_optimizer
 from l2l._transform import LSTMOptimizerState
 from l2l import search  # Architecture search: l2l.search.
+from l2l import hparams  # The subpackage l2l.hparams (its own __all__).
 
 __all__ = (
     'CheckpointError',

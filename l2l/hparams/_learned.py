@@ -1,0 +1,335 @@
+"""A meta-learned hyperparameter tuner: a small LSTM corrects the online
+hypergradient step.
+
+Every ``every`` steps, for each hyperparameter separately (one LSTM shared
+by all, so a tuner meta-trained on some hyperparameters runs on others), the
+network reads the hyperparameter's unit coordinate, its normalised
+hypergradient, the generalisation gap ``log val - log train``, the change of
+the log validation loss since its last call and the fraction of training
+done, and adds ``max_change * tanh(.)`` to the nominal step of
+:func:`l2l.hparams.normalised_step`. Its output weights start at zero, so an
+untrained tuner is the online tuner; meta-training (antithetic evolution
+strategies on the final validation loss of whole training runs,
+:func:`meta_train_tuner`) learns the correction, e.g. against the
+short-horizon bias of one-step lookahead (Wu et al., 2018).
+"""
+
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from l2l import _meta
+from l2l._base import Array, OptState, Params
+from l2l.hparams import _online
+from l2l.hparams._space import HParams
+
+NUM_FEATURES = 6
+
+
+class LearnedTunerState(NamedTuple):
+  """State of :func:`learned_tuner`: :class:`OnlineTunerState`'s fields and
+  the network's.
+
+  Attributes:
+    count: int32 training steps taken.
+    unit: hyperparameters in unit coordinates.
+    inner_state: the wrapped optimizer's state.
+    mu: first moment of the hypergradient.
+    nu: second moment of the hypergradient.
+    hyper_count: int32 hyperparameter updates taken.
+    hidden: LSTM hidden state per hyperparameter, ``{name: (H,)}``.
+    cell: LSTM cell state per hyperparameter, ``{name: (H,)}``.
+    last_val: float32 validation loss at the previous update (nan at first).
+  """
+  count: Array
+  unit: HParams
+  inner_state: OptState
+  mu: HParams
+  nu: HParams
+  hyper_count: Array
+  hidden: HParams
+  cell: HParams
+  last_val: Array
+
+
+def init_tuner_params(key: Array, hidden_size: int = 16) -> dict:
+  """Meta-parameters of the tuner: ``{'lstm': {'w': (F+H, 4H), 'b': (4H,)},
+  'out': {'w': (H,), 'b': ()}}``, float32, output weights zero.
+
+  Raises:
+    ValueError: ``hidden_size < 1``.
+  """
+  if int(hidden_size) < 1:
+    raise ValueError(f'hidden_size must be positive, got {hidden_size}')
+  fan_in = NUM_FEATURES + hidden_size
+  w = jax.random.normal(key, (fan_in, 4 * hidden_size)) / math.sqrt(fan_in)
+  # Forget gates open at the start (Jozefowicz et al., 2015).
+  b = jnp.zeros(4 * hidden_size).at[hidden_size:2 * hidden_size].set(1.0)
+  return {'lstm': {'w': w, 'b': b},
+          'out': {'w': jnp.zeros(hidden_size), 'b': jnp.zeros([])}}
+
+
+def _lstm(params, x_NxF, h_NxH, c_NxH):
+  gates = jnp.concatenate([x_NxF, h_NxH], -1) @ params['w'] + params['b'][None]
+  i, f, g, o = jnp.split(gates, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * c_NxH + jax.nn.sigmoid(i) * jnp.tanh(g)
+  return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def _features(unit, grads, nu, hyper_count, val, train, last_val, progress):
+  """``(n_hp, NUM_FEATURES)`` float32 inputs, names in sorted order."""
+  t = hyper_count.astype(jnp.float32)
+  gap = jnp.log(val + 1e-8) - jnp.log(train + 1e-8)
+  trend = jnp.where(jnp.isfinite(last_val),
+                    jnp.log(val + 1e-8) - jnp.log(last_val + 1e-8), 0.0)
+  rows = []
+  for name in sorted(unit):
+    scale = jnp.sqrt(nu[name] / (1 - 0.99 ** t)) + 1e-12
+    g = jnp.clip(jnp.where(jnp.isfinite(grads[name]), grads[name], 0.0)
+                 / scale, -3.0, 3.0)
+    rows.append(jnp.stack([unit[name] - 0.5, g, jnp.clip(gap, -3, 3),
+                           jnp.clip(trend, -1, 1) * 10, progress, 1.0]))
+  return jnp.nan_to_num(jnp.stack(rows))
+
+
+def learned_tuner(meta_params: dict, make_optimizer, space, *, train_loss,
+                  val_loss, num_steps: int, every: int = 10,
+                  learning_rate: float = 0.05,
+                  max_change: float = 0.1) -> _online.OnlineTuner:
+  """The online tuner with a meta-learned correction of each step.
+
+  Same interface and arguments as :func:`l2l.hparams.online_tuner`, plus:
+
+  Args:
+    meta_params: from :func:`init_tuner_params` or :func:`meta_train_tuner`.
+    num_steps: the planned length of training (the progress input).
+    max_change: largest correction of a unit coordinate per update.
+
+  Returns:
+    An :class:`OnlineTuner` whose ``init`` returns a
+    :class:`LearnedTunerState`.
+
+  Raises:
+    ValueError: ``num_steps < 1``, or as :func:`online_tuner`.
+  """
+  init, plain, tuned = _parts(
+      meta_params, make_optimizer, space, train_loss=train_loss,
+      val_loss=val_loss, num_steps=num_steps, every=every,
+      learning_rate=learning_rate, max_change=max_change)
+
+  def step(params, state, key):
+    params, state, loss = jax.lax.cond(
+        state.count % every == 0, tuned, plain, params, state, key)
+    state = state._replace(count=state.count + 1)
+    return params, state, {'train_loss': loss,
+                           'values': space.from_unit(state.unit)}
+
+  return _online.OnlineTuner(init, step)
+
+
+def _parts(meta_params, make_optimizer, space, *, train_loss, val_loss,
+           num_steps, every, learning_rate, max_change):
+  """``(init, plain, tuned)``: the state's init, a training step and a
+  training step with a hyperparameter update (neither counts the step)."""
+  if int(num_steps) < 1:
+    raise ValueError(f'learned_tuner: num_steps must be positive, got '
+                     f'{num_steps}')
+  base = _online.online_tuner(make_optimizer, space, train_loss=train_loss,
+                              val_loss=val_loss, every=every,
+                              learning_rate=learning_rate)
+  fns = dict(space=space, make_optimizer=make_optimizer, train_loss=train_loss)
+  hidden_size = meta_params['out']['w'].shape[0]
+
+  def init(params, unit=None):
+    s = base.init(params, unit)
+    zeros = {n: jnp.zeros(hidden_size) for n in space.names}
+    return LearnedTunerState(*s, hidden=zeros, cell=zeros,
+                             last_val=jnp.float32(jnp.nan))
+
+  def plain(params, state, key):
+    params, inner, loss = _online.train_step(
+        params, state.inner_state, state.unit, jax.random.split(key)[0],
+        **fns)
+    return params, state._replace(inner_state=inner), loss
+
+  def tuned(params, state, key):
+    lookahead = lambda u: _online.lookahead_loss(
+        u, params, state.inner_state, key, val_loss=val_loss, **fns)
+    with_value = lambda u: (lambda r: (r[0], r))(lookahead(u))
+    grads, (val, (params, inner, loss)) = jax.jacfwd(
+        with_value, has_aux=True)(state.unit)
+    state = tuned_update(
+        meta_params, state._replace(inner_state=inner), grads, val, loss,
+        state.count / num_steps, learning_rate=learning_rate,
+        max_change=max_change)
+    return params, state, loss
+
+  return init, plain, tuned
+
+
+def tuned_update(meta_params, state: LearnedTunerState, grads: HParams,
+                 val: Array, train: Array, progress: Array, *,
+                 learning_rate: float, max_change: float) -> LearnedTunerState:
+  """One hyperparameter update: the nominal normalised step plus the LSTM's
+  correction, clipped to ``[0, 1]``."""
+  unit, mu, nu, hyper_count = _online.normalised_step(
+      state.unit, grads, state.mu, state.nu, state.hyper_count,
+      learning_rate=learning_rate)
+  names = sorted(unit)
+  x = _features(state.unit, grads, nu, hyper_count, val, train,
+                state.last_val, progress)
+  stack = lambda tree: jnp.stack([tree[n] for n in names])
+  h, c = _lstm(meta_params['lstm'], x, stack(state.hidden), stack(state.cell))
+  change = max_change * jnp.tanh(h @ meta_params['out']['w']
+                                 + meta_params['out']['b'])
+  unit = {n: jnp.clip(unit[n] + change[i], 0.0, 1.0)
+          for i, n in enumerate(names)}
+  return state._replace(
+      unit=unit, mu=mu, nu=nu, hyper_count=hyper_count,
+      hidden={n: h[i] for i, n in enumerate(names)},
+      cell={n: c[i] for i, n in enumerate(names)},
+      last_val=jnp.asarray(val, jnp.float32))
+
+
+def run_rounds(plain, tuned, params: Params, state, key: Array, *,
+               num_steps: int, every: int):
+  """Trains ``num_steps`` steps as rounds of one ``tuned`` step and
+  ``every - 1`` ``plain`` ones, nested ``lax.scan`` without ``lax.cond`` (so
+  that under ``vmap`` no step computes a hypergradient it throws away).
+
+  Returns:
+    ``(params, state, values)``: ``values`` the unit coordinates after each
+    round, ``{name: [num_steps // every]}``.
+
+  Raises:
+    ValueError: ``num_steps`` is not a positive multiple of ``every``.
+  """
+  if num_steps < every or num_steps % every:
+    raise ValueError(f'num_steps ({num_steps}) must be a positive multiple '
+                     f'of every ({every})')
+
+  def count(state):
+    return state._replace(count=state.count + 1)
+
+  def plain_body(carry, k):
+    params, state, _ = plain(*carry, k)
+    return (params, count(state)), None
+
+  def round_(carry, k):
+    first, rest = jax.random.split(k)
+    params, state, _ = tuned(*carry, first)
+    carry = jax.lax.scan(plain_body, (params, count(state)),
+                         jax.random.split(rest, every - 1))[0]
+    return carry, carry[1].unit
+
+  (params, state), units = jax.lax.scan(
+      round_, (params, state), jax.random.split(key, num_steps // every))
+  return params, state, units
+
+
+def tuner_fitness(meta_params, problem, key: Array, *, every: int = 10,
+                  learning_rate: float = 0.05, max_change: float = 0.1):
+  """Log validation loss (whole split) after training ``problem`` for its
+  ``num_steps`` with the learned tuner.
+
+  ``problem`` provides ``space``, ``num_steps``, ``init_params(key)``,
+  ``train_loss(params, values, key)``, ``val_loss(params, key)`` and
+  ``make_optimizer(values)`` (as ``tasks.regularisation`` problems do).
+  """
+  init, plain, tuned = _parts(
+      meta_params, problem.make_optimizer, problem.space,
+      train_loss=problem.train_loss, val_loss=problem.val_loss,
+      num_steps=problem.num_steps, every=every, learning_rate=learning_rate,
+      max_change=max_change)
+  init_key, key = jax.random.split(key)
+  params = problem.init_params(init_key)
+  params, _, _ = run_rounds(plain, tuned, params, init(params), key,
+                            num_steps=problem.num_steps, every=every)
+  return jnp.log(problem.val_loss(params, None))
+
+
+def _pair_fitness(meta_params, noise, problem, key, every):
+  """Fitness of ``meta_params + noise`` and ``- noise`` per pair, all runs
+  on the same key (common random numbers)."""
+  fitness = lambda m: tuner_fitness(m, problem, key, every=every)
+  shifted = lambda sign: jax.vmap(fitness)(jax.tree.map(
+      lambda m, n: m[None] + sign * n, meta_params, noise))
+  return shifted(1.0), shifted(-1.0)
+
+
+def meta_train_tuner(problems: Sequence[Any], *, key: Array,
+                     num_iterations: int = 30, num_pairs: int = 4,
+                     sigma: float = 0.05, learning_rate: float = 0.03,
+                     hidden_size: int = 16, every: int = 10,
+                     meta_params: dict | None = None,
+                     progress: Callable | None = None):
+  r"""Meta-trains the tuner with antithetic evolution strategies.
+
+  Each iteration draws ``num_pairs`` perturbations :math:`\pm\epsilon_p`
+  (:math:`\sigma` ``sigma``), trains every problem to the end of its
+  ``num_steps`` with each perturbed tuner (one ``vmap`` per problem), ranks
+  the final log validation losses of each problem (centred ranks, Salimans
+  et al., 2017) and steps Adam along
+  :math:`\sum_{\mathrm{problems}} \sum_p d_p \epsilon_p / (P \sigma)`.
+
+  Args:
+    problems: training problems (see :func:`tuner_fitness`), pytrees
+      (e.g. ``flax.struct`` dataclasses) passed to one ``jax.jit``: those of
+      one structure share one compiled program.
+    key: PRNG key.
+    num_iterations: ES steps.
+    num_pairs: antithetic pairs per step.
+    sigma: perturbation scale.
+    learning_rate: Adam's step on the meta-parameters.
+    hidden_size: LSTM width (ignored when ``meta_params`` is given).
+    every: steps between hyperparameter updates; divides every
+      ``num_steps``.
+    meta_params: starting point (default :func:`init_tuner_params`).
+    progress: called as ``progress(iteration, mean_fitness)`` after each
+      step.
+
+  Returns:
+    ``(meta_params, log)``: ``log`` lists the mean fitness (log validation
+    loss of the unperturbed pairs' mean) per iteration.
+
+  Raises:
+    ValueError: no problems, or a ``num_steps`` not a multiple of ``every``.
+  """
+  if not problems:
+    raise ValueError('meta_train_tuner: at least one problem is needed')
+  for problem in problems:
+    if problem.num_steps % every:
+      raise ValueError(f'meta_train_tuner: num_steps {problem.num_steps} is '
+                       f'not a multiple of every ({every})')
+  init_key, key = jax.random.split(key)
+  if meta_params is None:
+    meta_params = init_tuner_params(init_key, hidden_size)
+  optimizer = optax.adam(learning_rate)
+  opt_state = optimizer.init(meta_params)
+  fitness = jax.jit(_pair_fitness, static_argnames='every')
+  log = []
+  for iteration in range(num_iterations):
+    key, noise_key = jax.random.split(key)
+    noise = _meta._antithetic_noise(meta_params, noise_key, num_pairs, sigma,
+                                    None)  # pylint: disable=protected-access
+    grads = jax.tree.map(jnp.zeros_like, meta_params)
+    scores = []
+    for i, problem in enumerate(problems):
+      plus, minus = fitness(meta_params, noise, problem,
+                            jax.random.fold_in(key, i), every)
+      d = _meta._centred_rank_difference(plus, minus)  # pylint: disable=protected-access
+      d = jnp.where(jnp.isfinite(d), d, 0.0)
+      grads = jax.tree.map(
+          lambda g, n: g + jnp.tensordot(d, n, 1) / (num_pairs * sigma),
+          grads, noise)
+      scores.append(float(jnp.mean(jnp.concatenate([plus, minus]))))
+    updates, opt_state = optimizer.update(grads, opt_state, meta_params)
+    meta_params = optax.apply_updates(meta_params, updates)
+    log.append(float(np.mean(scores)))
+    if progress is not None:
+      progress(iteration, log[-1])
+  return meta_params, log
