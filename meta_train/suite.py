@@ -151,7 +151,7 @@ SUITES['dev'] = DEV_CASES
 # Evaluation seeds of the development cases (the suites use 0, 1, ...).
 DEV_SEEDS = tuple(range(100, 105))
 # Suites that 'all' runs: the development cases are not among them.
-REPORTED = ('paper', 'heldout', 'extended')
+REPORTED = ('paper', 'heldout')
 DEFAULT_CANDIDATE = evaluate.DEFAULT_CANDIDATE
 candidate_name = evaluate.candidate_name
 candidate_names = evaluate.candidate_names
@@ -164,7 +164,7 @@ def suite_names() -> list[str]:
 
 
 def suite_cases(suite: str, only: Sequence[str] | None = None) -> list[Case]:
-  """The cases of ``suite`` ('all': paper, heldout, extended), optionally a subset.
+  """The cases of ``suite`` ('all': paper and heldout), optionally a subset.
 
   Args:
     suite: A key of :data:`SUITES` or ``'all'``.
