@@ -10,18 +10,25 @@ import jax
 import pytest
 
 # Tests of l2l/ itself; the others exercise tasks/, meta_train/, benchmarks/.
-CORE = {'test_api.py', 'test_checkpoint.py', 'test_faults.py',
+CORE = {'test_api.py', 'test_checkpoint.py', 'test_compact.py', 'test_faults.py',
         'test_flax.py', 'test_meta.py', 'test_pes.py', 'test_preprocess.py',
         'test_remat.py', 'test_transform.py'}
 
 
+_CACHE_ENV = 'L2L_TEST_XLA_CACHE'
+
+
 def pytest_configure(config):
-  """A compilation cache for this session only: tests that build the same
+  """A compilation cache for this test run only: tests that build the same
   program in a new ``jit`` (each meta-training run, each resume) read it
   back instead of compiling again. It starts empty, so nothing stale is
-  read."""
-  config.l2l_xla_cache = tempfile.mkdtemp(prefix='l2l-test-xla-')
-  jax.config.update('jax_compilation_cache_dir', config.l2l_xla_cache)
+  read. The run's pytest-xdist workers share it (they inherit the
+  controller's environment; JAX's cache is safe across processes), so a
+  program compiled by one is read by the other."""
+  if 'workerinput' not in config.__dict__:  # the controller, or no xdist
+    config.l2l_xla_cache = tempfile.mkdtemp(prefix='l2l-test-xla-')
+    os.environ[_CACHE_ENV] = config.l2l_xla_cache
+  jax.config.update('jax_compilation_cache_dir', os.environ[_CACHE_ENV])
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
