@@ -30,9 +30,11 @@ def _log(out_dir):
 
 @pytest.mark.parametrize('config, stop_after', [
     (SMALL, 6),  # mid-episode, between checkpoints
-    (dataclasses.replace(SMALL, family='digits_mlp', meta_steps=4,
-                         episode_length=10, num_tasks=2),
-     3),  # sampled task structures, resumed in the second episode
+    # Seed 1 draws a quadratic, then x^2: another task structure, resumed
+    # in the second episode.
+    (dataclasses.replace(SMALL, family='quadratic+x_squared', seed=1,
+                         meta_steps=4, episode_length=10, num_tasks=2),
+     3),
     (dataclasses.replace(SMALL, design='hyper', estimator='es', es_pairs=2,
                          hidden_size=4, meta_steps=5, episode_length=10),
      3),  # evolution strategies on the hyper design
