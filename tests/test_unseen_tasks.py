@@ -20,6 +20,8 @@ def task(request):
 
 
 def test_loss_is_a_finite_scalar_and_adam_lowers_it(task):
+  """Every leaf gets a gradient; 60 Adam steps lower the full loss from
+  about chance."""
   params = task.init_params(jax.random.key(0))
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
   optimizer = optax.adam(3e-3)
@@ -30,20 +32,18 @@ def test_loss_is_a_finite_scalar_and_adam_lowers_it(task):
       params, state = carry
       grads = jax.grad(task.loss)(params, (), key)
       updates, state = optimizer.update(grads, state)
-      return (optax.apply_updates(params, updates), state), None
+      return (optax.apply_updates(params, updates), state), grads
     keys = jax.random.split(jax.random.key(1), 60)
-    return jax.lax.scan(step, (params, optimizer.init(params)), keys)[0][0]
+    (params, _), grads = jax.lax.scan(
+        step, (params, optimizer.init(params)), keys)
+    first = jax.tree.map(lambda g: g[0], grads)
+    return params, first, task.full_loss(params, ())
 
-  full_loss = jax.jit(lambda params: task.full_loss(params, ()))
-  before, after = full_loss(params), full_loss(train(params))
+  trained, grads, after = train(params)
+  before = jax.jit(lambda params: task.full_loss(params, ()))(params)
   assert before.shape == () and np.isfinite(before)
   assert np.log(10) * 0.7 < before < np.log(10) * 1.5  # near chance at init
   assert after < 0.9 * before
-
-
-def test_every_parameter_gets_a_gradient(task):
-  params = task.init_params(jax.random.key(0))
-  grads = jax.jit(jax.grad(task.loss))(params, (), jax.random.key(1))
   assert jax.tree.structure(grads) == jax.tree.structure(params)
   for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]:
     assert np.all(np.isfinite(g)) and np.any(g != 0), path
