@@ -40,7 +40,11 @@ def main(argv=None) -> None:
   if args.compilation_cache:
     jax.config.update('jax_compilation_cache_dir', args.compilation_cache)
   initialize_distributed(args)
-  config = config_lib.from_arguments(args)
+  try:  # input errors as the tool's messages, not tracebacks
+    config = config_lib.from_arguments(args)
+    train.Trainer.check_devices(config, args.devices)
+  except ValueError as e:
+    parser.error(str(e))
   command = ' '.join(['python -m meta_train'] + list(
       sys.argv[1:] if argv is None else argv))
   path = train.train(config, args.out, resume=args.resume,

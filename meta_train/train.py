@@ -53,8 +53,7 @@ class Trainer:
   def __init__(self, config: TrainConfig, mesh=None):
     self.config = config
     self.mesh = _parallel.task_mesh() if mesh is None else mesh
-    problems = config.num_tasks * (2 if config.estimator == 'pes' else 1)
-    _parallel.check_divisible(problems, self.mesh)
+    _parallel.check_divisible(self.num_problems(config), self.mesh)
     self.family = tasks.get_family(config.family)
     if config.augment:
       self.family = augment.AugmentedFamily(self.family)
@@ -78,6 +77,17 @@ class Trainer:
     self._keys = jax.random.split(jax.random.key(config.seed), 3)
     self._compiled = set()
     self._task = (None, None)
+
+  @staticmethod
+  def num_problems(config: TrainConfig) -> int:
+    """Problems a meta-step splits over the devices (PES: particles)."""
+    return config.num_tasks * (2 if config.estimator == 'pes' else 1)
+
+  @staticmethod
+  def check_devices(config: TrainConfig, devices: int | None) -> None:
+    """Raises ValueError if ``devices`` cannot take ``config``'s problems."""
+    _parallel.check_divisible(Trainer.num_problems(config),
+                              _parallel.task_mesh(devices))
 
   def task(self, episode: int):
     """The task of ``episode``, the same in every run with this seed (with
@@ -211,11 +221,14 @@ def _restore(trainer: Trainer, out_dir: str, check_config: bool = True):
   defaults = dataclasses.asdict(TrainConfig())
   ignore_length = lambda config: {**defaults, **config, 'meta_steps': None}
   ours = dataclasses.asdict(trainer.config)
-  if check_config and ignore_length(manifest.get('config') or {}) != (
-      ignore_length(ours)):
+  theirs = ignore_length(manifest.get('config') or {})
+  differ = sorted(k for k in theirs.keys() | ours.keys()
+                  if k != 'meta_steps' and theirs.get(k) != ours.get(k))
+  if check_config and differ:
     raise ValueError(
-        f'{path} was written by a run with config {manifest.get("config")}; '
-        f'resume with the same flags (this run has {ours})')
+        f'{path} was written by a run with other flags; resume with the same '
+        'flags: ' + ', '.join(f'{k} was {theirs.get(k)!r}, now '
+                               f'{ours.get(k)!r}' for k in differ))
   step = manifest['step']
   if check_config and step > trainer.config.meta_steps:
     raise ValueError(
@@ -265,6 +278,10 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
     state, start, elapsed = restored
   else:
     state = trainer.initial_state()
+  if resume and lead:
+    print(f'resuming {out_dir} at meta-step {start}' if restored else
+          f'--resume: no checkpoint in {out_dir}; starting a new run',
+          file=sys.stderr)
   checkpoints = checkpoints_lib.manager(out_dir)
   if restored is None:
     for old in checkpoints.all_steps():

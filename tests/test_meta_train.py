@@ -131,7 +131,8 @@ def test_a_free_run_saved_before_an_added_entry_resumes(tmp_path, entry):
 
 def test_resume_with_other_flags_is_refused(tmp_path):
   train_lib.train(SMALL, tmp_path, progress=False, stop_after=4)
-  with pytest.raises(ValueError, match='resume with the same flags'):
+  with pytest.raises(ValueError, match='resume with the same flags: '
+                     'meta_lr was 0.003, now 0.1$'):
     train_lib.train(dataclasses.replace(SMALL, meta_lr=0.1), tmp_path,
                     resume=True, progress=False)
 

@@ -186,3 +186,16 @@ def test_state_shardings_split_the_problems_only():
   assert shardings.inner.key.spec == P('tasks')
   assert shardings.meta_params['m'].spec == P()
   assert shardings.num_skipped.spec == P()
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--devices', '0'], 'number of devices must be an int from 1'),
+    (['--devices', str(len(jax.devices()) + 1)], 'that JAX sees'),
+])
+def test_command_line_names_a_bad_device_count(tmp_path, capsys, argv,
+                                               message):
+  with pytest.raises(SystemExit):
+    cli.main(argv + ['--meta-steps', '0', '--no-eval', '--out',
+                     str(tmp_path / 'run')])
+  assert message in capsys.readouterr().err
+  assert not (tmp_path / 'run').exists()  # refused before any file
