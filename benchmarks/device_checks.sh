@@ -44,6 +44,7 @@ if [[ "${QUICK:-0}" == 1 ]]; then
   DEVICES=(--counts 1 --repeats 1 --family quadratic --num-tasks 2
            --unroll-length 5 --es-pairs 1)
   LIMITS=(120 120 120 60 60)
+  WIDE_FAMILY=quadratic+x_squared  # two cheap structures: the flags, not the figure
 else
   BENCH=(--designs paper free)
   WIDE=(--meta-steps 1000 --num-tasks 16 --es-pairs 32 --unroll-length 200
@@ -52,6 +53,7 @@ else
   BANDWIDTH=(--sizes 1e7 1e8)
   DEVICES=(--counts 1 --num-tasks 64 --unroll-length 50)
   LIMITS=(120 150 120 90 60)
+  WIDE_FAMILY=quadratic+mnist1d_mlp_paper+digits_mlp_48_relu+mnist1d_mlp_24x24_tanh
 fi
 
 phase() {  # phase NAME LIMIT_S COMMAND...
@@ -70,7 +72,7 @@ phase bandwidth "${LIMITS[3]}" python3 benchmarks/bandwidth.py "${BANDWIDTH[@]}"
 phase devices "${LIMITS[4]}" python3 benchmarks/devices.py "${DEVICES[@]}"
 phase wide "${LIMITS[1]}" python3 -m meta_train --out "$OUT/wide" --no-eval \
   --no-progress --compilation-cache '' \
-  --family quadratic+mnist1d_mlp_paper+digits_mlp_48_relu+mnist1d_mlp_24x24_tanh \
+  --family "$WIDE_FAMILY" \
   --design free --estimator es --es-sigma 0.03 --es-fitness rank \
   --train-only readout --loss-weighting linear --meta-lr 1e-3 "${WIDE[@]}"
 if python3 -m meta_train.export "$OUT/wide" --out "$OUT/wide.npz"; then

@@ -54,7 +54,9 @@ def main(argv=None) -> None:
     return  # process 0 writes and evaluates
   print(f'wrote {path}')
   if args.evaluate:
-    evaluate.run([path], config.family,
+    initial = os.path.join(args.out, train.INITIAL)
+    evaluate.run([path] + ([initial] if os.path.exists(initial) else []),
+                 config.family,
                  args.eval_steps or config.episode_length, args.eval_seeds,
                  args.out)
 

@@ -79,6 +79,13 @@ class TrainConfig:
       mean), instead of a fixed ``E``.
     seed: seeds meta-parameters, task sampling and minibatches.
     checkpoint_every: meta-steps between checkpoints.
+    validate_every: 0 (off), or meta-steps between validations on held-out
+      problems of the family (``meta_train.validation``): the run then
+      writes its validation curve and returns the meta-parameters of the
+      best validation score (step 0, the initial ones, included).
+    validate_problems: validation problems.
+    validate_steps: inner steps of each validation run (0: the episode
+      length).
   """
   family: str = 'quadratic'
   meta_steps: int = 300
@@ -105,12 +112,16 @@ class TrainConfig:
   random_horizons: bool = False
   seed: int = 0
   checkpoint_every: int = 200
+  validate_every: int = 0
+  validate_problems: int = 8
+  validate_steps: int = 0
 
   def __post_init__(self):
     if self.meta_steps < 0:
       raise ValueError(f'meta_steps must be at least 0, got {self.meta_steps}')
     positive = ('num_tasks', 'unroll_length', 'episode_length',
-                'hidden_size', 'num_layers', 'checkpoint_every', 'es_pairs')
+                'hidden_size', 'num_layers', 'checkpoint_every', 'es_pairs',
+                'validate_problems')
     for name in positive:
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be at least 1, got {getattr(self, name)}')
@@ -144,6 +155,10 @@ class TrainConfig:
       raise ValueError(f'remat_chunk must be 0 (off) or a divisor of '
                        f'unroll_length {self.unroll_length}, got '
                        f'{self.remat_chunk}')
+    for name in ('validate_every', 'validate_steps'):
+      if getattr(self, name) < 0:
+        raise ValueError(f'{name} must be at least 0 (0: off or default), '
+                         f'got {getattr(self, name)}')
     for name in ('meta_lr', 'clip_norm', 'es_sigma'):
       if not getattr(self, name) > 0:
         raise ValueError(f'{name} must be positive, got {getattr(self, name)}')

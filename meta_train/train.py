@@ -31,11 +31,14 @@ from l2l import _parallel
 import tasks
 from tasks import augment
 from meta_train import checkpoints as checkpoints_lib
+from meta_train import validation as validation_lib
 from meta_train.config import TrainConfig
 
 CHECKPOINT = checkpoints_lib.DIRECTORY
 LOG = 'metrics.jsonl'
 META_PARAMS = 'meta_params.npz'
+# The meta-parameters a run starts from (a candidate of its evaluation).
+INITIAL = 'meta_params_initial.npz'
 # Every task structure compiles its own meta-step. XLA's CPU programs hold
 # memory mappings until freed, and a process that keeps ~100 of them runs
 # out (LLVM "Cannot allocate memory"), so at most this many stay compiled.
@@ -290,34 +293,104 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
   if lead:
     _truncate_log(log_path, start)
   end = min(config.meta_steps, stop_after or config.meta_steps)
+  saved = functools.partial(
+      _save_meta_params, config=config, command=command or ' '.join(sys.argv))
+  if lead and start == 0:
+    saved(os.path.join(out_dir, INITIAL), state.meta_params, meta_steps=0)
+  validate = _Validation(trainer, out_dir, start, saved) if (
+      config.validate_every and lead) else None
   begin_time = time.time()
   with open(log_path if lead else os.devnull, 'a') as log, tqdm.tqdm(
       total=config.meta_steps, initial=start, disable=not (progress and lead),
       desc='meta-train', file=sys.stderr) as bar:
     pending = None
+    if validate and start == 0:
+      validate(state.meta_params, 0, bar)
     for step in range(start, end):
       state, metrics = trainer.step(state, step)
       if pending is not None:  # read back one step late: no sync per step
         _write_metrics(log, bar, *pending)
       pending = (step, metrics)
-      if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
+      validate_now = validate and ((step + 1) % config.validate_every == 0
+                                   or step + 1 == config.meta_steps)
+      if ((step + 1) % config.checkpoint_every == 0 or step + 1 == end
+          or validate_now):
         _write_metrics(log, bar, *pending)
         pending = None
         log.flush()
+      if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
         _save(checkpoints, trainer, state, step + 1,
               elapsed + time.time() - begin_time)
+      if validate_now:
+        validate(state.meta_params, step + 1, bar)
   checkpoints.wait_until_finished()
   checkpoints.close()
   path = os.path.join(out_dir, META_PARAMS)
   if end == config.meta_steps and lead:
-    l2l.save_meta_params(
-        path, state.meta_params, config={**config.architecture,
-                                         **config.optimizer_kwargs},
-        task_family=config.family, meta_steps=config.meta_steps,
-        seed=config.seed, train_config=dataclasses.asdict(config),
-        command=command or ' '.join(sys.argv),
-        wall_time_s=round(elapsed + time.time() - begin_time, 1))
+    wall_time_s = round(elapsed + time.time() - begin_time, 1)
+    if validate:
+      validate.finish(path, wall_time_s)
+    else:
+      saved(path, state.meta_params, meta_steps=config.meta_steps,
+            wall_time_s=wall_time_s)
   return path
+
+
+def _save_meta_params(path: str, meta_params, *, config: TrainConfig,
+                      command: str, **metadata) -> None:
+  l2l.save_meta_params(
+      path, meta_params, config={**config.architecture,
+                                 **config.optimizer_kwargs},
+      task_family=config.family, seed=config.seed,
+      train_config=dataclasses.asdict(config), command=command, **metadata)
+
+
+class _Validation:
+  """Validates a run's meta-parameters and keeps the best ones on disk
+  (``meta_train.validation``); process 0 only.
+
+  On resume the validation log is cut back to the checkpoint's step; the
+  best file may then hold a later step's meta-parameters, which the resumed
+  run reproduces when it gets there (resume is exact).
+  """
+
+  def __init__(self, trainer: Trainer, out_dir: str, start: int, saved):
+    config = trainer.config
+    self.out_dir, self.saved, self.config = out_dir, saved, config
+    self.validator = validation_lib.Validator(
+        tasks.get_family(config.family), config.validate_problems,
+        config.validate_steps or config.episode_length,
+        config.optimizer_kwargs)
+    self.records = validation_lib.read_log(out_dir, before=start + 1)
+    validation_lib.write_log(out_dir, self.records)
+
+  def __call__(self, meta_params, step: int, bar) -> None:
+    if any(r['step'] == step for r in self.records):
+      return
+    scores = self.validator.scores(meta_params)
+    record = {'step': step, 'score': float(np.mean(scores)),
+              'scores': scores.tolist()}
+    best = validation_lib.best(self.records)
+    if best is None or record['score'] < best['score']:
+      self.saved(os.path.join(self.out_dir, validation_lib.BEST), meta_params,
+                 meta_steps=step, validation_score=record['score'])
+    self.records.append(record)
+    validation_lib.write_log(self.out_dir, self.records)
+    bar.write(f'validation at meta-step {step}: {record["score"]:+.4f} '
+              f'(mean log10 loss of {len(scores)} problems; best '
+              f'{validation_lib.best(self.records)["score"]:+.4f})')
+
+  def finish(self, path: str, wall_time_s: float) -> None:
+    """Writes the best meta-parameters as the run's result, and the plot."""
+    best = validation_lib.best(self.records)
+    meta_params, _ = l2l.load_meta_params(
+        os.path.join(self.out_dir, validation_lib.BEST))
+    self.saved(path, meta_params, meta_steps=self.config.meta_steps,
+               selected_meta_step=best['step'],
+               validation_score=best['score'], wall_time_s=wall_time_s)
+    validation_lib.plot(self.out_dir, os.path.join(self.out_dir, LOG),
+                        f'{self.config.family}, {self.config.design} design, '
+                        f'{self.config.estimator}')
 
 
 def _write_metrics(log, bar, step, metrics) -> None:

@@ -158,6 +158,8 @@ def test_log_records_skipped_steps(tmp_path):
      r"train_only must be one of \('all', 'readout', 'output'\)"),
     ('es_fitness', 'ranks', r"es_fitness must be one of \('difference', 'rank'\)"),
     ('es_pairs', 0, 'es_pairs must be at least 1'),
+    ('validate_every', -1, 'validate_every must be at least 0'),
+    ('validate_problems', 0, 'validate_problems must be at least 1'),
     ('loss_weighting', 'final',
      r"loss_weighting must be one of \('uniform', 'linear'\)"),
     ('design', 'rnnprop', r"design must be one of \['adaptive', 'compact', "
@@ -243,7 +245,8 @@ def test_command_line_trains_evaluates_and_plots(tmp_path, capsys):
   with open(tmp_path / 'eval.json') as f:
     results = json.load(f)
   assert set(results['optimizers']) == {'adam', 'rmsprop', 'sgd', 'nesterov',
-                                        os.path.basename(tmp_path)}
+                                        os.path.basename(tmp_path),
+                                        'meta_params_initial'}
   assert len(results['optimizers']['adam']['final_losses']) == 3
   assert '| adam |' in capsys.readouterr().out
   # the legend says which optimizer the run's name stands for
@@ -278,3 +281,59 @@ def test_export_matches_a_run_of_that_length(tmp_path, capsys):
                l2l.load_meta_params(short)[0])
   assert manifest['meta_steps'] == 8 and '--meta-steps 8' in manifest['command']
   assert '--unroll-length 5' in capsys.readouterr().out
+
+
+VALIDATED = dataclasses.replace(SMALL, meta_steps=6, validate_every=2,
+                                validate_problems=2, validate_steps=10,
+                                checkpoint_every=3)
+
+
+def _validation_log(out_dir):
+  with open(os.path.join(out_dir, 'validation.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_validation_keeps_the_best_meta_params_and_resumes(tmp_path):
+  """Validation every 2 meta-steps: the log, the plot, the chosen step, and
+  a run stopped between validations resumes to the same files."""
+  whole = train_lib.train(VALIDATED, tmp_path / 'whole', progress=False)
+  records = _validation_log(tmp_path / 'whole')
+  assert [r['step'] for r in records] == [0, 2, 4, 6]
+  scores = [r['score'] for r in records]
+  assert all(np.isfinite(scores)) and len(records[0]['scores']) == 2
+  np.testing.assert_allclose(scores, [np.mean(r['scores']) for r in records])
+  meta_params, manifest = l2l.load_meta_params(whole)
+  chosen = int(np.argmin(scores))
+  assert manifest['selected_meta_step'] == records[chosen]['step']
+  assert manifest['validation_score'] == scores[chosen]
+  assert manifest['meta_steps'] == VALIDATED.meta_steps
+  best, _ = l2l.load_meta_params(tmp_path / 'whole' / 'meta_params_best.npz')
+  chex.assert_trees_all_equal(meta_params, best)
+  initial, _ = l2l.load_meta_params(
+      tmp_path / 'whole' / train_lib.INITIAL)
+  assert (chosen == 0) == all(
+      np.array_equal(a, b) for a, b in zip(jax.tree.leaves(meta_params),
+                                           jax.tree.leaves(initial)))
+  assert (tmp_path / 'whole' / 'meta_training.png').stat().st_size > 0
+  train_lib.train(VALIDATED, tmp_path / 'split', progress=False, stop_after=3)
+  assert [r['step'] for r in _validation_log(tmp_path / 'split')] == [0, 2]
+  resumed = train_lib.train(VALIDATED, tmp_path / 'split', resume=True,
+                            progress=False)
+  assert _validation_log(tmp_path / 'split') == records
+  chex.assert_trees_all_equal(l2l.load_meta_params(resumed)[0], meta_params)
+
+
+def test_validation_scores_a_known_optimizer():
+  """The validator's score is the mean log10 of the tail of evaluate's curve."""
+  from meta_train import validation
+  family = tasks.get_family('quadratic')
+  validator = validation.Validator(family, 2, 10)
+  fresh = l2l.init_meta_params(jax.random.key(0), design='free')
+  got = validator.scores(fresh)
+  want = [np.log10(np.asarray(evaluate.trajectory(
+      task, l2l.lstm_optimizer(fresh), key, 10))[-1])
+          for task, key in validator.problems]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  assert got.shape == (2,)
+  with pytest.raises(ValueError, match='at least one problem'):
+    validation.Validator(family, 0, 10)
