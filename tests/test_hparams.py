@@ -171,6 +171,72 @@ def test_hypergradient_matches_finite_differences(optimizer):
   assert new_params.shape == (8,) and new_params.dtype == jnp.float32
 
 
+def _window_loss(unit, params, inner, keys, make):
+  """Validation loss after ``len(keys)`` training steps at fixed ``unit``."""
+  step = functools.partial(hparams.train_step, space=RIDGE_SPACE,
+                           make_optimizer=make, train_loss=_train_loss)
+  def body(carry, k):
+    return step(*carry, unit, k)[:2], None
+  return _val_loss(jax.lax.scan(body, (params, inner), keys)[0][0], None)
+
+
+@pytest.mark.parametrize('optimizer,window', [('sgd', 4), ('adam', 4)])
+def test_window_hypergradient_matches_finite_differences(optimizer, window):
+  """Forward-mode tangents carried over a window give the derivative of the
+  validation loss ``window`` steps later (both hyperparameters: weight
+  decay through the update, the L2 term through the training gradient)."""
+  make = OPTIMIZERS[optimizer]
+  fns = dict(space=RIDGE_SPACE, make_optimizer=make, train_loss=_train_loss)
+  params = 0.3 * jnp.ones(8)
+  unit = {'weight_decay': jnp.float32(0.6), 'l2': jnp.float32(0.85)}
+  inner = make(RIDGE_SPACE.from_unit(unit)).init(params)
+  keys = jax.random.split(jax.random.key(2), window)
+
+  @jax.jit
+  def forward(unit, params, inner):
+    def body(carry, k):
+      p, s, t = carry
+      p, s, t, _ = hparams.tangent_step(p, s, t, unit, k, **fns)
+      return (p, s, t), None
+    tangent = hparams.init_tangent(params, inner, 2)
+    p, _, tangent = jax.lax.scan(body, (params, inner, tangent), keys)[0]
+    return hparams.tangent_hypergradient(p, tangent, _val_loss, keys[0],
+                                         RIDGE_SPACE.names), tangent
+  (grads, val), tangent = forward(unit, params, inner)
+  loss = jax.jit(lambda u: _window_loss(u, params, inner, keys, make))
+  np.testing.assert_allclose(val, loss(unit), rtol=1e-5)
+  assert tangent.params.shape == (2, 8) and tangent.params.dtype == jnp.float32
+  eps = 1e-2
+  for name in RIDGE_SPACE.names:
+    shift = lambda s: unit | {name: unit[name] + s}
+    finite = (loss(shift(eps)) - loss(shift(-eps))) / (2 * eps)
+    assert abs(float(grads[name])) > 1e-4, name
+    np.testing.assert_allclose(grads[name], finite, rtol=3e-2, atol=1e-5,
+                               err_msg=name)
+
+
+def test_window_of_one_is_the_one_step_hypergradient():
+  make = OPTIMIZERS['adam']
+  fns = dict(space=RIDGE_SPACE, make_optimizer=make, train_loss=_train_loss)
+  params, key = 0.3 * jnp.ones(8), jax.random.key(4)
+  unit = {'weight_decay': jnp.float32(0.4), 'l2': jnp.float32(0.7)}
+  inner = make(RIDGE_SPACE.from_unit(unit)).init(params)
+  one_step, _ = jax.jit(functools.partial(
+      hparams.hypergradient, val_loss=_val_loss, **fns))(unit, params, inner,
+                                                         key)
+  @jax.jit
+  def windowed(unit, params, inner):
+    train_key, val_key = jax.random.split(key)
+    p, _, tangent, _ = hparams.tangent_step(
+        params, inner, hparams.init_tangent(params, inner, 2), unit,
+        train_key, **fns)
+    return hparams.tangent_hypergradient(p, tangent, _val_loss, val_key,
+                                         RIDGE_SPACE.names)[0]
+  windowed = windowed(unit, params, inner)
+  for name in RIDGE_SPACE.names:
+    np.testing.assert_allclose(windowed[name], one_step[name], rtol=1e-5)
+
+
 @pytest.fixture(scope='module')
 def ridge_run():
   space = hparams.declare(H('weight_decay', 1e-2, 1e-3, 10.0, 'log'))
@@ -208,8 +274,27 @@ def test_online_tuner_updates_every_k_steps():
   assert int(state.hyper_count) == 3
 
 
+def test_windowed_tuner_updates_at_the_end_of_each_window():
+  space = hparams.declare(H('weight_decay', 1e-2, 1e-3, 10.0, 'log'))
+  tuner = hparams.online_tuner(
+      OPTIMIZERS['sgd'], space, every=5, window=3, val_loss=_val_loss,
+      train_loss=lambda p, h, k: _train_loss(p, h | {'l2': 0.0}, k))
+  params = jnp.zeros(8)
+  _, state, metrics = jax.jit(
+      lambda p, s, k: hparams.run(tuner.step, p, s, k, 12))(
+          params, tuner.init(params), jax.random.key(0))
+  values = np.asarray(metrics['values']['weight_decay'])
+  np.testing.assert_allclose(values[:2], 1e-2, rtol=1e-5)
+  # Steps 2 and 7 end the windows [0, 3) and [5, 8).
+  np.testing.assert_array_equal(np.flatnonzero(np.diff(values)) + 1, [2, 7])
+  assert int(state.hyper_count) == 2 and int(state.count) == 12
+  assert set(tuner.phases) == {'plain', 'carry', 'tuned'}
+
+
 @pytest.mark.parametrize('kwargs,error,match', [
     (dict(every=0), ValueError, 'every'),
+    (dict(every=4, window=5), ValueError, 'window'),
+    (dict(window=0), ValueError, 'window'),
     (dict(learning_rate=0.0), ValueError, 'learning_rate'),
     (dict(space={'wd': 1}), TypeError, 'declare'),
 ])
