@@ -31,6 +31,7 @@ TPE_TRIALS = 16
 #: docs/tuning.md).
 HYPER_EVERY = 10
 WINDOW = 1
+LEARNING_RATE = 0.05
 
 
 def _keys(seed: int):
@@ -64,21 +65,23 @@ def fixed_run(problem, unit, init_key, key) -> jax.Array:
 
 
 def online_tuner(problem, every: int = HYPER_EVERY, window: int = WINDOW,
-                 learning_rate: float = 0.05):
+                 learning_rate: float = LEARNING_RATE,
+                 tangent_decay: float = 0.0):
   """The problem's AdamW wrapped in :func:`l2l.hparams.online_tuner`, its
   hypergradient taken on validation minibatches."""
   return hparams.online_tuner(
       problem.make_optimizer, problem.space, train_loss=problem.train_loss,
       val_loss=problem.val_batch_loss, every=every, window=window,
-      learning_rate=learning_rate)
+      learning_rate=learning_rate, tangent_decay=tangent_decay)
 
 
-@functools.partial(jax.jit,
-                   static_argnames=('every', 'window', 'learning_rate'))
+@functools.partial(jax.jit, static_argnames=('every', 'window',
+                                             'learning_rate', 'tangent_decay'))
 def online_run(problem, init_key, key, every: int = HYPER_EVERY,
-               window: int = WINDOW, learning_rate: float = 0.05):
+               window: int = WINDOW, learning_rate: float = LEARNING_RATE,
+               tangent_decay: float = 0.0):
   """Final ``[val, test loss, accuracy]`` and the values at every step."""
-  tuner = online_tuner(problem, every, window, learning_rate)
+  tuner = online_tuner(problem, every, window, learning_rate, tangent_decay)
   params = problem.init_params(init_key)
   params, _, metrics = hparams.run(tuner.step, params, tuner.init(params),
                                    key, problem.num_steps)
@@ -286,7 +289,8 @@ def run_optuna(problem, seed: int) -> dict:
 
 # ------------------------------------------------------------ learned tuner
 
-#: ES iterations of the learned tuner's meta-training, per suite size.
+#: ES iterations of the learned tuner's meta-training, per suite size; its
+#: problems train for their 'full' length (200 steps) in both.
 META_ITERATIONS = {'small': 24, 'full': 60}
 META_SEED = 100
 
@@ -295,7 +299,8 @@ def learned_tuner_params(path: str, *, size: str = 'small', train: bool = True,
                          progress: bool = True) -> dict:
   """The learned tuner's meta-parameters: read from ``path`` if it exists,
   else (``train``) meta-trained on ``tasks.regularisation.META_TRAIN`` with
-  :func:`l2l.hparams.meta_train_tuner` and saved there atomically.
+  :func:`l2l.hparams.meta_train_tuner` (random hyperparameter starts; the
+  iterate best on ``META_VALID`` is kept) and saved there atomically.
 
   Raises:
     FileNotFoundError: ``path`` is missing and ``train`` is false.
@@ -307,21 +312,27 @@ def learned_tuner_params(path: str, *, size: str = 'small', train: bool = True,
     return jax.tree.map(jnp.asarray, l2l.load_checkpoint(path, like)[0])
   if not train:
     raise FileNotFoundError(f'no learned tuner at {path}')
-  problems = [regularisation.make_problem(n, size=size, seed=META_SEED)
-              for n in regularisation.META_TRAIN]
+  make = lambda names: [regularisation.make_problem(n, size='full',
+                                                    seed=META_SEED)
+                         for n in names]
   bar = tqdm.tqdm(total=META_ITERATIONS[size], unit='ES step',
                   desc='meta-training the tuner', disable=not progress)
+  validated = []
   def report(iteration, fitness):
     del iteration
     bar.update()
     bar.set_postfix(log_val=f'{fitness:.3f}')
   meta_params, log = hparams.meta_train_tuner(
-      problems, key=jax.random.key(META_SEED),
-      num_iterations=META_ITERATIONS[size], progress=report)
+      make(regularisation.META_TRAIN), key=jax.random.key(META_SEED),
+      num_iterations=META_ITERATIONS[size], every=HYPER_EVERY, window=WINDOW,
+      random_start=True, validation=make(regularisation.META_VALID),
+      progress=report, on_validation=lambda i, s: validated.append((i, s)))
   bar.close()
   l2l.save_checkpoint(path, meta_params, {
       'kind': 'hparams_tuner', 'problems': list(regularisation.META_TRAIN),
-      'size': size, 'iterations': META_ITERATIONS[size], 'fitness_log': log})
+      'validation': list(regularisation.META_VALID), 'size': size,
+      'iterations': META_ITERATIONS[size], 'fitness_log': log,
+      'validation_log': validated})
   return meta_params
 
 

@@ -439,18 +439,30 @@ def test_untrained_learned_tuner_is_the_online_tuner():
   assert results[1][1].hidden['weight_decay'].shape == (16,)
 
 
-def test_meta_train_tuner_moves_the_network_and_stays_finite():
+def test_meta_train_tuner_moves_and_keeps_the_best_validated_iterate():
   start = hparams.init_tuner_params(jax.random.key(0), hidden_size=4)
-  seen = []
+  seen, scores = [], []
   meta_params, log = hparams.meta_train_tuner(
       [_RidgeProblem()], key=jax.random.key(1), num_iterations=2, num_pairs=2,
-      every=10, meta_params=start, progress=lambda i, f: seen.append(i))
+      every=10, window=2, meta_params=start, random_start=True,
+      validation=[_RidgeProblem()], validate_every=1,
+      progress=lambda i, f: seen.append(i),
+      on_validation=lambda i, s: scores.append((i, s)))
   assert seen == [0, 1] and len(log) == 2 and np.all(np.isfinite(log))
+  assert [i for i, _ in scores] == [0, 1, 2]
+  assert np.all(np.isfinite([s for _, s in scores]))
   assert jax.tree.structure(meta_params) == jax.tree.structure(start)
-  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
-                       meta_params, start)
-  assert moved['out']['w'] > 0 and all(
-      np.isfinite(v) for v in jax.tree.leaves(moved))
+  # The returned iterate is the best validated one: it scores that again,
+  # and it is the start only if the start validated best.
+  best = int(np.argmin([s for _, s in scores]))
+  again = jax.jit(hparams.tuner_fitness, static_argnames=('every', 'window'))(
+      meta_params, _RidgeProblem(),
+      jax.random.fold_in(jax.random.split(jax.random.key(1))[1], 10**6),
+      every=10, window=2)
+  np.testing.assert_allclose(again, scores[best][1], rtol=1e-5)
+  moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+      jax.tree.leaves(meta_params), jax.tree.leaves(start)))
+  assert (moved > 0) == (best > 0) and np.isfinite(moved)
 
 
 @pytest.mark.parametrize('call,match', [
@@ -459,6 +471,8 @@ def test_meta_train_tuner_moves_the_network_and_stays_finite():
      'at least one problem'),
     (lambda: hparams.meta_train_tuner([_RidgeProblem()], key=jax.random.key(0),
                                       every=7), 'not a multiple'),
+    (lambda: hparams.meta_train_tuner([_RidgeProblem()], key=jax.random.key(0),
+                                      validate_every=0), 'validate_every'),
 ])
 def test_learned_tuner_rejects_bad_options(call, match):
   with pytest.raises(ValueError, match=match):

@@ -224,7 +224,7 @@ def run_rounds(phases: dict, params: Params, state, key: Array, *,
 
 def tuner_fitness(meta_params, problem, key: Array, *, every: int = 10,
                   window: int = 1, learning_rate: float = 0.05,
-                  max_change: float = 0.1):
+                  max_change: float = 0.1, unit: HParams | None = None):
   """Log validation loss (whole split) after training ``problem`` for its
   ``num_steps`` with the learned tuner.
 
@@ -232,7 +232,8 @@ def tuner_fitness(meta_params, problem, key: Array, *, every: int = 10,
   ``train_loss(params, values, key)``, ``val_loss(params, key)`` and
   ``make_optimizer(values)`` (as ``tasks.regularisation`` problems do);
   the tuner reads ``val_batch_loss(params, key)`` (a validation minibatch)
-  where the problem has it, else ``val_loss``.
+  where the problem has it, else ``val_loss``. ``unit`` is where the
+  hyperparameters start (default: the declared initial values).
   """
   init, phases = _parts(
       meta_params, problem.make_optimizer, problem.space,
@@ -241,7 +242,7 @@ def tuner_fitness(meta_params, problem, key: Array, *, every: int = 10,
       learning_rate=learning_rate, max_change=max_change)
   init_key, key = jax.random.split(key)
   params = problem.init_params(init_key)
-  params, _, _ = run_rounds(phases, params, init(params), key,
+  params, _, _ = run_rounds(phases, params, init(params, unit), key,
                             num_steps=problem.num_steps, every=every,
                             window=window)
   return jnp.log(problem.val_loss(params, None))
@@ -253,11 +254,11 @@ def _tuner_val_loss(problem):
   return getattr(problem, 'val_batch_loss', problem.val_loss)
 
 
-def _pair_fitness(meta_params, noise, problem, key, every, window):
+def _pair_fitness(meta_params, noise, problem, key, unit, every, window):
   """Fitness of ``meta_params + noise`` and ``- noise`` per pair, all runs
-  on the same key (common random numbers)."""
+  on the same key and start (common random numbers)."""
   fitness = lambda m: tuner_fitness(m, problem, key, every=every,
-                                    window=window)
+                                    window=window, unit=unit)
   shifted = lambda sign: jax.vmap(fitness)(jax.tree.map(
       lambda m, n: m[None] + sign * n, meta_params, noise))
   return shifted(1.0), shifted(-1.0)
@@ -267,9 +268,11 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
                      num_iterations: int = 30, num_pairs: int = 4,
                      sigma: float = 0.05, learning_rate: float = 0.03,
                      hidden_size: int = 16, every: int = 10,
-                     window: int = 1,
+                     window: int = 1, random_start: bool = False,
+                     validation: Sequence[Any] = (), validate_every: int = 4,
                      meta_params: dict | None = None,
-                     progress: Callable | None = None):
+                     progress: Callable | None = None,
+                     on_validation: Callable | None = None):
   r"""Meta-trains the tuner with antithetic evolution strategies.
 
   Each iteration draws ``num_pairs`` perturbations :math:`\pm\epsilon_p`
@@ -278,6 +281,13 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
   the final log validation losses of each problem (centred ranks, Salimans
   et al., 2017) and steps Adam along
   :math:`\sum_{\mathrm{problems}} \sum_p d_p \epsilon_p / (P \sigma)`.
+  With ``random_start`` each problem's runs of an iteration start from one
+  uniform draw of the unit coordinates (shared by all pairs), so the tuner
+  learns to move hyperparameters from anywhere, not from the declared
+  values only. With ``validation`` problems the meta-parameters are scored
+  on them (declared starts, fixed keys) before the first step, every
+  ``validate_every`` steps and after the last, and the best-scoring ones
+  are returned (early stopping on held-out problems).
 
   Args:
     problems: training problems (see :func:`tuner_fitness`), pytrees
@@ -292,20 +302,31 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
     every: steps between hyperparameter updates; divides every
       ``num_steps``.
     window: steps the hypergradient looks ahead (:func:`online_tuner`).
+    random_start: start each iteration's runs at random hyperparameters.
+    validation: held-out problems for choosing among the iterates.
+    validate_every: ES steps between validations, at least 1.
     meta_params: starting point (default :func:`init_tuner_params`).
     progress: called as ``progress(iteration, mean_fitness)`` after each
       step.
+    on_validation: called as ``on_validation(iteration, score)`` after each
+      validation; ``score`` is the mean final log validation loss, and
+      ``iteration`` the number of ES steps taken.
 
   Returns:
     ``(meta_params, log)``: ``log`` lists the mean fitness (log validation
-    loss of the unperturbed pairs' mean) per iteration.
+    loss over the perturbed runs) per iteration; ``meta_params`` are the
+    last iterate's, or with ``validation`` the best-validated one's.
 
   Raises:
-    ValueError: no problems, or a ``num_steps`` not a multiple of ``every``.
+    ValueError: no problems, a ``num_steps`` not a multiple of ``every``,
+      or ``validate_every < 1``.
   """
   if not problems:
     raise ValueError('meta_train_tuner: at least one problem is needed')
-  for problem in problems:
+  if int(validate_every) < 1:
+    raise ValueError(f'meta_train_tuner: validate_every must be at least 1, '
+                     f'got {validate_every}')
+  for problem in (*problems, *validation):
     if problem.num_steps % every:
       raise ValueError(f'meta_train_tuner: num_steps {problem.num_steps} is '
                        f'not a multiple of every ({every})')
@@ -315,6 +336,8 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
   optimizer = optax.adam(learning_rate)
   opt_state = optimizer.init(meta_params)
   fitness = jax.jit(_pair_fitness, static_argnames=('every', 'window'))
+  validate = _validator(validation, key, every, window, on_validation)
+  best = validate(0, meta_params, None)
   log = []
   for iteration in range(num_iterations):
     key, noise_key = jax.random.split(key)
@@ -323,8 +346,11 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
     grads = jax.tree.map(jnp.zeros_like, meta_params)
     scores = []
     for i, problem in enumerate(problems):
-      plus, minus = fitness(meta_params, noise, problem,
-                            jax.random.fold_in(key, i), every, window)
+      run_key, start_key = jax.random.split(jax.random.fold_in(key, i))
+      unit = (jax.tree.map(lambda u: u[0], problem.space.sample(start_key, 1))
+              if random_start else problem.space.init())
+      plus, minus = fitness(meta_params, noise, problem, run_key, unit, every,
+                            window)
       d = _meta._centred_rank_difference(plus, minus)  # pylint: disable=protected-access
       d = jnp.where(jnp.isfinite(d), d, 0.0)
       grads = jax.tree.map(
@@ -336,4 +362,27 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
     log.append(float(np.mean(scores)))
     if progress is not None:
       progress(iteration, log[-1])
-  return meta_params, log
+    if (iteration + 1) % validate_every == 0 or iteration + 1 == num_iterations:
+      best = validate(iteration + 1, meta_params, best)
+  return (meta_params if best is None else best[1]), log
+
+
+def _validator(problems, key, every, window, callback):
+  """``validate(iteration, meta_params, best) -> best``: ``best`` is
+  ``(score, meta_params)`` of the lowest mean final log validation loss on
+  ``problems`` so far (``None`` without problems)."""
+  fitness = jax.jit(tuner_fitness, static_argnames=('every', 'window'))
+  key = jax.random.fold_in(key, 10**6)
+
+  def validate(iteration, meta_params, best):
+    if not problems:
+      return None
+    score = float(np.mean([fitness(meta_params, p, jax.random.fold_in(key, i),
+                                   every=every, window=window)
+                           for i, p in enumerate(problems)]))
+    if callback is not None:
+      callback(iteration, score)
+    if best is None or not score >= best[0]:
+      return score, meta_params
+    return best
+  return validate

@@ -254,7 +254,8 @@ def normalised_step(unit: HParams, grads: HParams, mu: HParams, nu: HParams,
 
 def online_tuner(make_optimizer: OptimizerFactory, space: HyperparameterSpace,
                  *, train_loss: TrainLoss, val_loss: ValLoss, every: int = 10,
-                 window: int = 1, learning_rate: float = 0.05) -> OnlineTuner:
+                 window: int = 1, tangent_decay: float = 0.0,
+                 learning_rate: float = 0.05) -> OnlineTuner:
   r"""Wraps an optax optimizer so that it tunes hyperparameters as it trains.
 
   Each call of ``step`` takes one step of ``make_optimizer(values)`` on a
@@ -295,14 +296,18 @@ def online_tuner(make_optimizer: OptimizerFactory, space: HyperparameterSpace,
       (a minibatch drawn with ``key`` keeps the tuner cheap).
     every: steps between hyperparameter updates (``k``), at least 1.
     window: steps the hypergradient looks ahead, ``1 <= window <= every``.
+    tangent_decay: the share of the tangent a window starts from, in
+      ``[0, 1]``: 0 (the default) truncates it to the window; 1 with
+      ``window == every`` carries it over the whole run, real-time recurrent
+      learning as in Im et al. (2021), at the cost of a tangent every step.
     learning_rate: unit-coordinate step size of the hyperparameters.
 
   Returns:
     An :class:`OnlineTuner` of pure ``init``, ``step`` and ``phases``.
 
   Raises:
-    ValueError: ``every < 1``, ``window`` outside ``[1, every]`` or
-      ``learning_rate <= 0``.
+    ValueError: ``every < 1``, ``window`` outside ``[1, every]``,
+      ``tangent_decay`` outside ``[0, 1]`` or ``learning_rate <= 0``.
     TypeError: ``space`` is not a :class:`HyperparameterSpace`.
 
   References:
@@ -327,7 +332,7 @@ def online_tuner(make_optimizer: OptimizerFactory, space: HyperparameterSpace,
 
   phases = tuner_phases(make_optimizer, space, train_loss=train_loss,
                         val_loss=val_loss, every=every, window=window,
-                        update=update)
+                        tangent_decay=tangent_decay, update=update)
 
   def init(params, unit=None):
     unit = space.init() if unit is None else unit
@@ -351,12 +356,13 @@ def _check_window(every: int, window: int) -> None:
 
 def tuner_phases(make_optimizer: OptimizerFactory, space: HyperparameterSpace,
                  *, train_loss: TrainLoss, val_loss: ValLoss, every: int,
-                 window: int, update: Callable) -> dict:
+                 window: int, update: Callable,
+                 tangent_decay: float = 0.0) -> dict:
   """The three kinds of step of a windowed hypergradient tuner.
 
   Args:
-    make_optimizer, space, train_loss, val_loss, every, window: as
-      :func:`online_tuner`.
+    make_optimizer, space, train_loss, val_loss, every, window,
+      tangent_decay: as :func:`online_tuner`.
     update: ``update(state, hypergradient, val_loss, train_loss) -> state``,
       the hyperparameter update at the end of a window; ``state`` has
       ``count``, ``unit``, ``inner_state`` and ``tangent`` fields.
@@ -365,9 +371,13 @@ def tuner_phases(make_optimizer: OptimizerFactory, space: HyperparameterSpace,
     ``{'plain', 'carry', 'tuned'}`` as :class:`OnlineTuner`'s ``phases``.
 
   Raises:
-    ValueError: ``every < 1`` or ``window`` outside ``[1, every]``.
+    ValueError: ``every < 1``, ``window`` outside ``[1, every]`` or
+      ``tangent_decay`` outside ``[0, 1]``.
   """
   _check_window(every, window)
+  if not 0.0 <= tangent_decay <= 1.0:
+    raise ValueError(f'online_tuner: tangent_decay must be in [0, 1], got '
+                     f'{tangent_decay}')
   fns = dict(space=space, make_optimizer=make_optimizer, train_loss=train_loss)
 
   def plain(params, state, key):
@@ -376,10 +386,12 @@ def tuner_phases(make_optimizer: OptimizerFactory, space: HyperparameterSpace,
     return params, state._replace(inner_state=inner), loss
 
   def carry(params, state, key):
-    # A window starts from a zero tangent: earlier steps are held fixed.
+    # A window starts from a decayed (by default zero) tangent: earlier
+    # steps are held fixed.
     start = state.count % every == 0
-    tangent = jax.tree.map(lambda z: jnp.where(start, jnp.zeros_like(z), z),
-                           state.tangent)
+    tangent = jax.tree.map(
+        lambda z: jnp.where(start, tangent_decay * z if tangent_decay
+                            else jnp.zeros_like(z), z), state.tangent)
     params, inner, tangent, loss = tangent_step(
         params, state.inner_state, tangent, state.unit,
         jax.random.split(key)[0], **fns)
