@@ -30,7 +30,7 @@ TPE_TRIALS = 16
 #: ahead, of the online and the learned tuner (chosen on seed 3, see
 #: docs/tuning.md).
 HYPER_EVERY = 10
-WINDOW = 1
+WINDOW = 2
 LEARNING_RATE = 0.05
 
 
