@@ -180,7 +180,7 @@ def _window_loss(unit, params, inner, keys, make):
   return _val_loss(jax.lax.scan(body, (params, inner), keys)[0][0], None)
 
 
-@pytest.mark.parametrize('optimizer,window', [('sgd', 4), ('adam', 4)])
+@pytest.mark.parametrize('optimizer,window', [('adam', 4)])
 def test_window_hypergradient_matches_finite_differences(optimizer, window):
   """Forward-mode tangents carried over a window give the derivative of the
   validation loss ``window`` steps later (both hyperparameters: weight
@@ -444,7 +444,7 @@ def test_meta_train_tuner_moves_and_keeps_the_best_validated_iterate():
   seen, scores = [], []
   meta_params, log = hparams.meta_train_tuner(
       [_RidgeProblem()], key=jax.random.key(1), num_iterations=2, num_pairs=2,
-      every=10, window=2, meta_params=start, random_start=True,
+      every=10, meta_params=start, random_start=True,
       validation=[_RidgeProblem()], validate_every=1,
       progress=lambda i, f: seen.append(i),
       on_validation=lambda i, s: scores.append((i, s)))
@@ -458,7 +458,7 @@ def test_meta_train_tuner_moves_and_keeps_the_best_validated_iterate():
   again = jax.jit(hparams.tuner_fitness, static_argnames=('every', 'window'))(
       meta_params, _RidgeProblem(),
       jax.random.fold_in(jax.random.split(jax.random.key(1))[1], 10**6),
-      every=10, window=2)
+      every=10)
   np.testing.assert_allclose(again, scores[best][1], rtol=1e-5)
   moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
       jax.tree.leaves(meta_params), jax.tree.leaves(start)))

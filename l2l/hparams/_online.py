@@ -1,14 +1,16 @@
-"""Online hyperparameter tuning by one-step-lookahead hypergradients.
+"""Online hyperparameter tuning by forward-mode hypergradients.
 
 Every ``every`` steps the hyperparameters move along the gradient of the
-validation loss after the current update with respect to them (hypergradient
-descent, Baydin et al., 2018; the one-step case of Franceschi et al., 2017
-and of Im et al., 2021). An optimizer-side hyperparameter (weight decay, a
-learning-rate multiplier) is differentiated through the update; a loss-side
-one (dropout, label smoothing, input noise) through the training gradient.
-The derivative is taken in forward mode (``jax.jacfwd``: one
-Jacobian-vector product per hyperparameter through the gradient and the
-update), so its memory is one extra gradient copy.
+validation loss ``window`` steps ahead with respect to them, the
+hyperparameters held over the window (hypergradient descent, Baydin et al.,
+2018, for ``window=1``; truncated forward mode, Franceschi et al., 2017, and
+Im et al., 2021, for longer windows). An optimizer-side hyperparameter
+(weight decay, a learning-rate multiplier) is differentiated through the
+update; a loss-side one (dropout, label smoothing, input noise) through the
+training gradient. The tangent ``d (params, optimizer state) / d unit`` is
+carried in forward mode (one Jacobian-vector product per hyperparameter per
+window step), so its memory is one copy of params and optimizer state per
+hyperparameter.
 """
 
 from typing import Any, Callable, NamedTuple
@@ -409,13 +411,15 @@ def tuner_phases(make_optimizer: OptimizerFactory, space: HyperparameterSpace,
 def switch_step(phases: dict, space: HyperparameterSpace, every: int,
                 window: int) -> Callable:
   """``step(params, state, key)`` choosing the phase of ``state.count``."""
+  # Without a carry phase (window 1) it is not compiled.
+  branches = ((phases['plain'], phases['tuned']) if window == 1 else
+              (phases['plain'], phases['tuned'], phases['carry']))
+
   def step(params, state, key):
     phase = state.count % every
     branch = jnp.where(phase >= window, 0, jnp.where(phase == window - 1,
-                                                     2, 1))
-    params, state, loss = jax.lax.switch(
-        branch, (phases['plain'], phases['carry'], phases['tuned']),
-        params, state, key)
+                                                     1, 2))
+    params, state, loss = jax.lax.switch(branch, branches, params, state, key)
     state = state._replace(count=state.count + 1)
     return params, state, {'train_loss': loss,
                            'values': space.from_unit(state.unit)}
