@@ -291,10 +291,47 @@ def test_windowed_tuner_updates_at_the_end_of_each_window():
   assert set(tuner.phases) == {'plain', 'carry', 'tuned'}
 
 
+def test_tangent_decay_one_carries_the_tangent_across_windows():
+  """With ``tangent_decay=1`` (and hyperparameters held still by a tiny
+  step) the tangent after two windows of two steps is the tangent of four
+  steps from zero; with the default truncation it is that of the last
+  two."""
+  fns = dict(space=RIDGE_SPACE, make_optimizer=OPTIMIZERS['sgd'],
+             train_loss=_train_loss)
+  params, keys = jnp.zeros(8), jax.random.split(jax.random.key(0), 4)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def tuned(decay):
+    tuner = hparams.online_tuner(val_loss=_val_loss, every=2, window=2,
+                                 learning_rate=1e-9, tangent_decay=decay,
+                                 **fns)
+    def body(carry, k):
+      return tuner.step(*carry, k)[:2], None
+    return jax.lax.scan(body, (params, tuner.init(params)), keys)[0][1]
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def fresh(first):
+    unit = RIDGE_SPACE.init()
+    p, s = params, OPTIMIZERS['sgd'](RIDGE_SPACE.from_unit(unit)).init(params)
+    t = hparams.init_tangent(p, s, 2)
+    for i in range(len(keys)):
+      t = t if i != first else jax.tree.map(jnp.zeros_like, t)
+      p, s, t, _ = hparams.tangent_step(p, s, t, unit,
+                                        jax.random.split(keys[i])[0], **fns)
+    return t.params
+  whole, last_two = fresh(0), fresh(2)
+  assert float(jnp.max(jnp.abs(whole - last_two))) > 1e-3
+  np.testing.assert_allclose(tuned(1.0).tangent.params, whole, rtol=1e-4,
+                             atol=1e-6)
+  np.testing.assert_allclose(tuned(0.0).tangent.params, last_two,
+                             rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize('kwargs,error,match', [
     (dict(every=0), ValueError, 'every'),
     (dict(every=4, window=5), ValueError, 'window'),
     (dict(window=0), ValueError, 'window'),
+    (dict(tangent_decay=1.5), ValueError, 'tangent_decay'),
     (dict(learning_rate=0.0), ValueError, 'learning_rate'),
     (dict(space={'wd': 1}), TypeError, 'declare'),
 ])
