@@ -26,7 +26,12 @@ from l2l import hparams
 METHODS = ('online', 'learned', 'pbt', 'random', 'optuna_tpe', 'grid')
 POPULATION = {'pbt': 8, 'random': 16, 'grid': 16}
 TPE_TRIALS = 16
+#: Steps between hyperparameter updates and steps each hypergradient looks
+#: ahead, of the online and the learned tuner (chosen on seed 3, see
+#: docs/tuning.md).
 HYPER_EVERY = 10
+WINDOW = 2
+LEARNING_RATE = 0.05
 
 
 def _keys(seed: int):
@@ -59,17 +64,24 @@ def fixed_run(problem, unit, init_key, key) -> jax.Array:
   return _final(problem, params)
 
 
-def online_tuner(problem, every: int = HYPER_EVERY):
-  """The problem's AdamW wrapped in :func:`l2l.hparams.online_tuner`."""
+def online_tuner(problem, every: int = HYPER_EVERY, window: int = WINDOW,
+                 learning_rate: float = LEARNING_RATE,
+                 tangent_decay: float = 0.0):
+  """The problem's AdamW wrapped in :func:`l2l.hparams.online_tuner`, its
+  hypergradient taken on validation minibatches."""
   return hparams.online_tuner(
       problem.make_optimizer, problem.space, train_loss=problem.train_loss,
-      val_loss=problem.val_loss, every=every)
+      val_loss=problem.val_batch_loss, every=every, window=window,
+      learning_rate=learning_rate, tangent_decay=tangent_decay)
 
 
-@functools.partial(jax.jit, static_argnames=('every',))
-def online_run(problem, init_key, key, every: int = HYPER_EVERY):
+@functools.partial(jax.jit, static_argnames=('every', 'window',
+                                             'learning_rate', 'tangent_decay'))
+def online_run(problem, init_key, key, every: int = HYPER_EVERY,
+               window: int = WINDOW, learning_rate: float = LEARNING_RATE,
+               tangent_decay: float = 0.0):
   """Final ``[val, test loss, accuracy]`` and the values at every step."""
-  tuner = online_tuner(problem, every)
+  tuner = online_tuner(problem, every, window, learning_rate, tangent_decay)
   params = problem.init_params(init_key)
   params, _, metrics = hparams.run(tuner.step, params, tuner.init(params),
                                    key, problem.num_steps)
@@ -107,8 +119,8 @@ def _flops(fn, *args) -> float:
 
 @functools.lru_cache(maxsize=16)
 def _unit_costs(problem) -> dict:
-  """Flops of one training step, one hypergradient step, one validation
-  pass (whole split and one batch) of ``problem``."""
+  """Flops of one training step and one validation pass (whole split and
+  one batch) of ``problem``."""
   params = problem.init_params(jax.random.key(0))
   unit = problem.space.init()
   inner = problem.make_optimizer(problem.space.from_unit(unit)).init(params)
@@ -116,10 +128,7 @@ def _unit_costs(problem) -> dict:
   fns = dict(space=problem.space, make_optimizer=problem.make_optimizer,
              train_loss=problem.train_loss)
   step = lambda p, s, u, k: hparams.train_step(p, s, u, k, **fns)
-  hyper = lambda p, s, u, k: hparams.hypergradient(
-      u, p, s, k, val_loss=problem.val_loss, **fns)
   return {'step': _flops(step, params, inner, unit, key),
-          'hyper': _flops(hyper, params, inner, unit, key),
           'val': _flops(problem.val_loss, params),
           'val_batch': _flops(problem.val_batch_loss, params, key)}
 
@@ -152,15 +161,23 @@ class _ByStructure:
     return getattr(self.problem, name)
 
 
-def online_cost(problem, every: int = HYPER_EVERY,
-                extra_per_update: float = 0.0) -> float:
-  """Cost in runs of the online tuner (``extra_per_update`` flops more per
-  hyperparameter update, for the learned tuner's network)."""
+def tuner_cost(problem, tuner, every: int = HYPER_EVERY,
+               window: int = WINDOW) -> float:
+  """Cost in runs of an online or learned tuner: the flops of each of its
+  phases (:class:`l2l.hparams.OnlineTuner`'s ``phases``: the training step,
+  the tangent, the validation minibatch, the hyperparameter update and any
+  network) times the number of steps taken in it, plus one validation pass
+  at the end."""
+  params = problem.init_params(jax.random.key(0))
+  state, key = tuner.init(params), jax.random.key(0)
+  phase = np.arange(problem.num_steps) % every
+  counts = {'tuned': int(np.sum(phase == window - 1)),
+            'carry': int(np.sum(phase < window - 1)),
+            'plain': int(np.sum(phase >= window))}
+  total = sum(n * _flops(tuner.phases[name], params, state, key)
+              for name, n in counts.items() if n)
   c = _unit_costs(_hashable(problem))
-  updates = math.ceil(problem.num_steps / every)
-  total = ((problem.num_steps - updates) * c['step']
-           + updates * (c['hyper'] + extra_per_update) + c['val'])
-  return total / _run_flops(problem)
+  return (total + c['val']) / _run_flops(problem)
 
 
 def population_cost(problem, size: int) -> float:
@@ -201,7 +218,7 @@ def run_online(problem, seed: int) -> dict:
   """The online hypergradient tuner, one run."""
   init_key, key = _keys(seed)
   figures, values = online_run(problem, init_key, key)
-  return _record(figures, online_cost(problem),
+  return _record(figures, tuner_cost(problem, online_tuner(problem)),
                  _thin(np.arange(1, problem.num_steps + 1), values))
 
 
@@ -272,7 +289,8 @@ def run_optuna(problem, seed: int) -> dict:
 
 # ------------------------------------------------------------ learned tuner
 
-#: ES iterations of the learned tuner's meta-training, per suite size.
+#: ES iterations of the learned tuner's meta-training, per suite size; its
+#: problems train for their 'full' length (200 steps) in both.
 META_ITERATIONS = {'small': 24, 'full': 60}
 META_SEED = 100
 
@@ -281,7 +299,8 @@ def learned_tuner_params(path: str, *, size: str = 'small', train: bool = True,
                          progress: bool = True) -> dict:
   """The learned tuner's meta-parameters: read from ``path`` if it exists,
   else (``train``) meta-trained on ``tasks.regularisation.META_TRAIN`` with
-  :func:`l2l.hparams.meta_train_tuner` and saved there atomically.
+  :func:`l2l.hparams.meta_train_tuner` (random hyperparameter starts; the
+  iterate best on ``META_VALID`` is kept) and saved there atomically.
 
   Raises:
     FileNotFoundError: ``path`` is missing and ``train`` is false.
@@ -293,31 +312,44 @@ def learned_tuner_params(path: str, *, size: str = 'small', train: bool = True,
     return jax.tree.map(jnp.asarray, l2l.load_checkpoint(path, like)[0])
   if not train:
     raise FileNotFoundError(f'no learned tuner at {path}')
-  problems = [regularisation.make_problem(n, size=size, seed=META_SEED)
-              for n in regularisation.META_TRAIN]
+  make = lambda names: [regularisation.make_problem(n, size='full',
+                                                    seed=META_SEED)
+                         for n in names]
   bar = tqdm.tqdm(total=META_ITERATIONS[size], unit='ES step',
                   desc='meta-training the tuner', disable=not progress)
+  validated = []
   def report(iteration, fitness):
     del iteration
     bar.update()
     bar.set_postfix(log_val=f'{fitness:.3f}')
   meta_params, log = hparams.meta_train_tuner(
-      problems, key=jax.random.key(META_SEED),
-      num_iterations=META_ITERATIONS[size], progress=report)
+      make(regularisation.META_TRAIN), key=jax.random.key(META_SEED),
+      num_iterations=META_ITERATIONS[size], every=HYPER_EVERY, window=WINDOW,
+      random_start=True, validation=make(regularisation.META_VALID),
+      progress=report, on_validation=lambda i, s: validated.append((i, s)))
   bar.close()
   l2l.save_checkpoint(path, meta_params, {
       'kind': 'hparams_tuner', 'problems': list(regularisation.META_TRAIN),
-      'size': size, 'iterations': META_ITERATIONS[size], 'fitness_log': log})
+      'validation': list(regularisation.META_VALID), 'size': size,
+      'iterations': META_ITERATIONS[size], 'fitness_log': log,
+      'validation_log': validated})
   return meta_params
 
 
-@functools.partial(jax.jit, static_argnames=('every',))
-def learned_run(meta_params, problem, init_key, key, every: int = HYPER_EVERY):
-  """Final figures and values at every step of the learned tuner."""
-  tuner = hparams.learned_tuner(
+def learned_tuner(meta_params, problem, every: int = HYPER_EVERY,
+                  window: int = WINDOW):
+  """The problem's AdamW wrapped in :func:`l2l.hparams.learned_tuner`."""
+  return hparams.learned_tuner(
       meta_params, problem.make_optimizer, problem.space,
-      train_loss=problem.train_loss, val_loss=problem.val_loss,
-      num_steps=problem.num_steps, every=every)
+      train_loss=problem.train_loss, val_loss=problem.val_batch_loss,
+      num_steps=problem.num_steps, every=every, window=window)
+
+
+@functools.partial(jax.jit, static_argnames=('every', 'window'))
+def learned_run(meta_params, problem, init_key, key, every: int = HYPER_EVERY,
+                window: int = WINDOW):
+  """Final figures and values at every step of the learned tuner."""
+  tuner = learned_tuner(meta_params, problem, every, window)
   params = problem.init_params(init_key)
   params, _, metrics = hparams.run(tuner.step, params, tuner.init(params),
                                    key, problem.num_steps)
@@ -328,8 +360,6 @@ def run_learned(problem, seed: int, meta_params) -> dict:
   """The meta-learned tuner, one run; its network's flops are counted."""
   init_key, key = _keys(seed)
   figures, values = learned_run(meta_params, problem, init_key, key)
-  hidden = meta_params['out']['w'].shape[0]
-  network = 2 * len(problem.space.names) * (
-      (hparams._learned.NUM_FEATURES + hidden) * 4 * hidden + hidden)  # pylint: disable=protected-access
-  return _record(figures, online_cost(problem, extra_per_update=network),
+  return _record(figures, tuner_cost(problem, learned_tuner(meta_params,
+                                                            problem)),
                  _thin(np.arange(1, problem.num_steps + 1), values))

@@ -170,6 +170,14 @@ META_TRAIN = {
     'digits_mlp_noise': ('digits', 'mlp', (128, 128), 100, 500, 0.1,
                          ('input_noise', 'dropout'), (100, 200)),
 }
+#: Held-out problems that choose among the learned tuner's meta-training
+#: iterates (never meta-trained on, never compared on).
+META_VALID = {
+    'mnist1d_conv_dropout': ('mnist1d', 'conv', (16, 16), 500, 1000, 0.1,
+                             ('dropout', 'weight_decay'), (100, 200)),
+    'digits_mlp_smoothing': ('digits', 'mlp', (256,), 200, 500, 0.2,
+                             ('label_smoothing', 'input_noise'), (100, 200)),
+}
 SIZES = ('small', 'full')
 
 
@@ -182,7 +190,8 @@ def make_problem(name: str, *, size: str = 'small', seed: int = 0,
   labels is replaced by uniform random classes (the test split stays clean).
 
   Args:
-    name: a key of :data:`PROBLEMS` or :data:`META_TRAIN`.
+    name: a key of :data:`PROBLEMS`, :data:`META_TRAIN` or
+      :data:`META_VALID`.
     size: ``'small'`` or ``'full'``: the number of training steps.
     seed: the draw of examples and label noise.
     num_steps: overrides the size's number of steps.
@@ -190,7 +199,7 @@ def make_problem(name: str, *, size: str = 'small', seed: int = 0,
   Raises:
     ValueError: an unknown name or size, or ``num_steps < 1``.
   """
-  registry = PROBLEMS | META_TRAIN
+  registry = PROBLEMS | META_TRAIN | META_VALID
   if name not in registry:
     raise ValueError(f'Unknown problem {name!r}; valid: {sorted(registry)}.')
   if size not in SIZES:

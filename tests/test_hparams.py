@@ -171,6 +171,72 @@ def test_hypergradient_matches_finite_differences(optimizer):
   assert new_params.shape == (8,) and new_params.dtype == jnp.float32
 
 
+def _window_loss(unit, params, inner, keys, make):
+  """Validation loss after ``len(keys)`` training steps at fixed ``unit``."""
+  step = functools.partial(hparams.train_step, space=RIDGE_SPACE,
+                           make_optimizer=make, train_loss=_train_loss)
+  def body(carry, k):
+    return step(*carry, unit, k)[:2], None
+  return _val_loss(jax.lax.scan(body, (params, inner), keys)[0][0], None)
+
+
+@pytest.mark.parametrize('optimizer,window', [('adam', 4)])
+def test_window_hypergradient_matches_finite_differences(optimizer, window):
+  """Forward-mode tangents carried over a window give the derivative of the
+  validation loss ``window`` steps later (both hyperparameters: weight
+  decay through the update, the L2 term through the training gradient)."""
+  make = OPTIMIZERS[optimizer]
+  fns = dict(space=RIDGE_SPACE, make_optimizer=make, train_loss=_train_loss)
+  params = 0.3 * jnp.ones(8)
+  unit = {'weight_decay': jnp.float32(0.6), 'l2': jnp.float32(0.85)}
+  inner = make(RIDGE_SPACE.from_unit(unit)).init(params)
+  keys = jax.random.split(jax.random.key(2), window)
+
+  @jax.jit
+  def forward(unit, params, inner):
+    def body(carry, k):
+      p, s, t = carry
+      p, s, t, _ = hparams.tangent_step(p, s, t, unit, k, **fns)
+      return (p, s, t), None
+    tangent = hparams.init_tangent(params, inner, 2)
+    p, _, tangent = jax.lax.scan(body, (params, inner, tangent), keys)[0]
+    return hparams.tangent_hypergradient(p, tangent, _val_loss, keys[0],
+                                         RIDGE_SPACE.names), tangent
+  (grads, val), tangent = forward(unit, params, inner)
+  loss = jax.jit(lambda u: _window_loss(u, params, inner, keys, make))
+  np.testing.assert_allclose(val, loss(unit), rtol=1e-5)
+  assert tangent.params.shape == (2, 8) and tangent.params.dtype == jnp.float32
+  eps = 1e-2
+  for name in RIDGE_SPACE.names:
+    shift = lambda s: unit | {name: unit[name] + s}
+    finite = (loss(shift(eps)) - loss(shift(-eps))) / (2 * eps)
+    assert abs(float(grads[name])) > 1e-4, name
+    np.testing.assert_allclose(grads[name], finite, rtol=3e-2, atol=1e-5,
+                               err_msg=name)
+
+
+def test_window_of_one_is_the_one_step_hypergradient():
+  make = OPTIMIZERS['adam']
+  fns = dict(space=RIDGE_SPACE, make_optimizer=make, train_loss=_train_loss)
+  params, key = 0.3 * jnp.ones(8), jax.random.key(4)
+  unit = {'weight_decay': jnp.float32(0.4), 'l2': jnp.float32(0.7)}
+  inner = make(RIDGE_SPACE.from_unit(unit)).init(params)
+  one_step, _ = jax.jit(functools.partial(
+      hparams.hypergradient, val_loss=_val_loss, **fns))(unit, params, inner,
+                                                         key)
+  @jax.jit
+  def windowed(unit, params, inner):
+    train_key, val_key = jax.random.split(key)
+    p, _, tangent, _ = hparams.tangent_step(
+        params, inner, hparams.init_tangent(params, inner, 2), unit,
+        train_key, **fns)
+    return hparams.tangent_hypergradient(p, tangent, _val_loss, val_key,
+                                         RIDGE_SPACE.names)[0]
+  windowed = windowed(unit, params, inner)
+  for name in RIDGE_SPACE.names:
+    np.testing.assert_allclose(windowed[name], one_step[name], rtol=1e-5)
+
+
 @pytest.fixture(scope='module')
 def ridge_run():
   space = hparams.declare(H('weight_decay', 1e-2, 1e-3, 10.0, 'log'))
@@ -208,8 +274,64 @@ def test_online_tuner_updates_every_k_steps():
   assert int(state.hyper_count) == 3
 
 
+def test_windowed_tuner_updates_at_the_end_of_each_window():
+  space = hparams.declare(H('weight_decay', 1e-2, 1e-3, 10.0, 'log'))
+  tuner = hparams.online_tuner(
+      OPTIMIZERS['sgd'], space, every=5, window=3, val_loss=_val_loss,
+      train_loss=lambda p, h, k: _train_loss(p, h | {'l2': 0.0}, k))
+  params = jnp.zeros(8)
+  _, state, metrics = jax.jit(
+      lambda p, s, k: hparams.run(tuner.step, p, s, k, 12))(
+          params, tuner.init(params), jax.random.key(0))
+  values = np.asarray(metrics['values']['weight_decay'])
+  np.testing.assert_allclose(values[:2], 1e-2, rtol=1e-5)
+  # Steps 2 and 7 end the windows [0, 3) and [5, 8).
+  np.testing.assert_array_equal(np.flatnonzero(np.diff(values)) + 1, [2, 7])
+  assert int(state.hyper_count) == 2 and int(state.count) == 12
+  assert set(tuner.phases) == {'plain', 'carry', 'tuned'}
+
+
+def test_tangent_decay_one_carries_the_tangent_across_windows():
+  """With ``tangent_decay=1`` (and hyperparameters held still by a tiny
+  step) the tangent after two windows of two steps is the tangent of four
+  steps from zero; with the default truncation it is that of the last
+  two."""
+  fns = dict(space=RIDGE_SPACE, make_optimizer=OPTIMIZERS['sgd'],
+             train_loss=_train_loss)
+  params, keys = jnp.zeros(8), jax.random.split(jax.random.key(0), 4)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def tuned(decay):
+    tuner = hparams.online_tuner(val_loss=_val_loss, every=2, window=2,
+                                 learning_rate=1e-9, tangent_decay=decay,
+                                 **fns)
+    def body(carry, k):
+      return tuner.step(*carry, k)[:2], None
+    return jax.lax.scan(body, (params, tuner.init(params)), keys)[0][1]
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def fresh(first):
+    unit = RIDGE_SPACE.init()
+    p, s = params, OPTIMIZERS['sgd'](RIDGE_SPACE.from_unit(unit)).init(params)
+    t = hparams.init_tangent(p, s, 2)
+    for i in range(len(keys)):
+      t = t if i != first else jax.tree.map(jnp.zeros_like, t)
+      p, s, t, _ = hparams.tangent_step(p, s, t, unit,
+                                        jax.random.split(keys[i])[0], **fns)
+    return t.params
+  whole, last_two = fresh(0), fresh(2)
+  assert float(jnp.max(jnp.abs(whole - last_two))) > 1e-3
+  np.testing.assert_allclose(tuned(1.0).tangent.params, whole, rtol=1e-4,
+                             atol=1e-6)
+  np.testing.assert_allclose(tuned(0.0).tangent.params, last_two,
+                             rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize('kwargs,error,match', [
     (dict(every=0), ValueError, 'every'),
+    (dict(every=4, window=5), ValueError, 'window'),
+    (dict(window=0), ValueError, 'window'),
+    (dict(tangent_decay=1.5), ValueError, 'tangent_decay'),
     (dict(learning_rate=0.0), ValueError, 'learning_rate'),
     (dict(space={'wd': 1}), TypeError, 'declare'),
 ])
@@ -354,18 +476,30 @@ def test_untrained_learned_tuner_is_the_online_tuner():
   assert results[1][1].hidden['weight_decay'].shape == (16,)
 
 
-def test_meta_train_tuner_moves_the_network_and_stays_finite():
+def test_meta_train_tuner_moves_and_keeps_the_best_validated_iterate():
   start = hparams.init_tuner_params(jax.random.key(0), hidden_size=4)
-  seen = []
+  seen, scores = [], []
   meta_params, log = hparams.meta_train_tuner(
       [_RidgeProblem()], key=jax.random.key(1), num_iterations=2, num_pairs=2,
-      every=10, meta_params=start, progress=lambda i, f: seen.append(i))
+      every=10, meta_params=start, random_start=True,
+      validation=[_RidgeProblem()], validate_every=1,
+      progress=lambda i, f: seen.append(i),
+      on_validation=lambda i, s: scores.append((i, s)))
   assert seen == [0, 1] and len(log) == 2 and np.all(np.isfinite(log))
+  assert [i for i, _ in scores] == [0, 1, 2]
+  assert np.all(np.isfinite([s for _, s in scores]))
   assert jax.tree.structure(meta_params) == jax.tree.structure(start)
-  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
-                       meta_params, start)
-  assert moved['out']['w'] > 0 and all(
-      np.isfinite(v) for v in jax.tree.leaves(moved))
+  # The returned iterate is the best validated one: it scores that again,
+  # and it is the start only if the start validated best.
+  best = int(np.argmin([s for _, s in scores]))
+  again = jax.jit(hparams.tuner_fitness, static_argnames=('every', 'window'))(
+      meta_params, _RidgeProblem(),
+      jax.random.fold_in(jax.random.split(jax.random.key(1))[1], 10**6),
+      every=10)
+  np.testing.assert_allclose(again, scores[best][1], rtol=1e-5)
+  moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+      jax.tree.leaves(meta_params), jax.tree.leaves(start)))
+  assert (moved > 0) == (best > 0) and np.isfinite(moved)
 
 
 @pytest.mark.parametrize('call,match', [
@@ -374,6 +508,8 @@ def test_meta_train_tuner_moves_the_network_and_stays_finite():
      'at least one problem'),
     (lambda: hparams.meta_train_tuner([_RidgeProblem()], key=jax.random.key(0),
                                       every=7), 'not a multiple'),
+    (lambda: hparams.meta_train_tuner([_RidgeProblem()], key=jax.random.key(0),
+                                      validate_every=0), 'validate_every'),
 ])
 def test_learned_tuner_rejects_bad_options(call, match):
   with pytest.raises(ValueError, match=match):

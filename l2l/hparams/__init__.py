@@ -11,13 +11,17 @@ from l2l.hparams._learned import LearnedTunerState
 from l2l.hparams._learned import meta_train_tuner
 from l2l.hparams._learned import run_rounds
 from l2l.hparams._learned import tuner_fitness
+from l2l.hparams._online import HyperTangent
 from l2l.hparams._online import hypergradient
+from l2l.hparams._online import init_tangent
 from l2l.hparams._online import lookahead_loss
 from l2l.hparams._online import normalised_step
 from l2l.hparams._online import online_tuner
 from l2l.hparams._online import OnlineTuner
 from l2l.hparams._online import OnlineTunerState
 from l2l.hparams._online import run
+from l2l.hparams._online import tangent_hypergradient
+from l2l.hparams._online import tangent_step
 from l2l.hparams._online import train_step
 from l2l.hparams._population import best_member
 from l2l.hparams._population import exploit_explore
@@ -33,6 +37,7 @@ __all__ = (
     'METHODS',
     'Hyperparameter',
     'HyperparameterSpace',
+    'HyperTangent',
     'LearnedTunerState',
     'OnlineTuner',
     'OnlineTunerState',
@@ -42,6 +47,7 @@ __all__ = (
     'declare',
     'exploit_explore',
     'hypergradient',
+    'init_tangent',
     'init_tuner_params',
     'learned_tuner',
     'lookahead_loss',
@@ -51,6 +57,8 @@ __all__ = (
     'run',
     'run_rounds',
     'search',
+    'tangent_hypergradient',
+    'tangent_step',
     'train_step',
     'tuner_fitness',
 )

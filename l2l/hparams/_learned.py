@@ -41,6 +41,7 @@ class LearnedTunerState(NamedTuple):
     mu: first moment of the hypergradient.
     nu: second moment of the hypergradient.
     hyper_count: int32 hyperparameter updates taken.
+    tangent: :class:`HyperTangent` of the current window.
     hidden: LSTM hidden state per hyperparameter, ``{name: (H,)}``.
     cell: LSTM cell state per hyperparameter, ``{name: (H,)}``.
     last_val: float32 validation loss at the previous update (nan at first).
@@ -51,6 +52,7 @@ class LearnedTunerState(NamedTuple):
   mu: HParams
   nu: HParams
   hyper_count: Array
+  tangent: _online.HyperTangent
   hidden: HParams
   cell: HParams
   last_val: Array
@@ -97,7 +99,7 @@ def _features(unit, grads, nu, hyper_count, val, train, last_val, progress):
 
 
 def learned_tuner(meta_params: dict, make_optimizer, space, *, train_loss,
-                  val_loss, num_steps: int, every: int = 10,
+                  val_loss, num_steps: int, every: int = 10, window: int = 1,
                   learning_rate: float = 0.05,
                   max_change: float = 0.1) -> _online.OnlineTuner:
   """The online tuner with a meta-learned correction of each step.
@@ -116,32 +118,24 @@ def learned_tuner(meta_params: dict, make_optimizer, space, *, train_loss,
   Raises:
     ValueError: ``num_steps < 1``, or as :func:`online_tuner`.
   """
-  init, plain, tuned = _parts(
+  init, phases = _parts(
       meta_params, make_optimizer, space, train_loss=train_loss,
-      val_loss=val_loss, num_steps=num_steps, every=every,
+      val_loss=val_loss, num_steps=num_steps, every=every, window=window,
       learning_rate=learning_rate, max_change=max_change)
-
-  def step(params, state, key):
-    params, state, loss = jax.lax.cond(
-        state.count % every == 0, tuned, plain, params, state, key)
-    state = state._replace(count=state.count + 1)
-    return params, state, {'train_loss': loss,
-                           'values': space.from_unit(state.unit)}
-
-  return _online.OnlineTuner(init, step)
+  return _online.OnlineTuner(
+      init, _online.switch_step(phases, space, every, window), phases)
 
 
 def _parts(meta_params, make_optimizer, space, *, train_loss, val_loss,
-           num_steps, every, learning_rate, max_change):
-  """``(init, plain, tuned)``: the state's init, a training step and a
-  training step with a hyperparameter update (neither counts the step)."""
+           num_steps, every, window, learning_rate, max_change):
+  """``(init, phases)``: the state's init and the tuner's
+  :func:`l2l.hparams.tuner_phases`."""
   if int(num_steps) < 1:
     raise ValueError(f'learned_tuner: num_steps must be positive, got '
                      f'{num_steps}')
   base = _online.online_tuner(make_optimizer, space, train_loss=train_loss,
-                              val_loss=val_loss, every=every,
+                              val_loss=val_loss, every=every, window=window,
                               learning_rate=learning_rate)
-  fns = dict(space=space, make_optimizer=make_optimizer, train_loss=train_loss)
   hidden_size = meta_params['out']['w'].shape[0]
 
   def init(params, unit=None):
@@ -150,25 +144,15 @@ def _parts(meta_params, make_optimizer, space, *, train_loss, val_loss,
     return LearnedTunerState(*s, hidden=zeros, cell=zeros,
                              last_val=jnp.float32(jnp.nan))
 
-  def plain(params, state, key):
-    params, inner, loss = _online.train_step(
-        params, state.inner_state, state.unit, jax.random.split(key)[0],
-        **fns)
-    return params, state._replace(inner_state=inner), loss
+  def update(state, grads, val, loss):
+    # The window's first step is the one the progress input refers to.
+    progress = (state.count - (window - 1)) / num_steps
+    return tuned_update(meta_params, state, grads, val, loss, progress,
+                        learning_rate=learning_rate, max_change=max_change)
 
-  def tuned(params, state, key):
-    lookahead = lambda u: _online.lookahead_loss(
-        u, params, state.inner_state, key, val_loss=val_loss, **fns)
-    with_value = lambda u: (lambda r: (r[0], r))(lookahead(u))
-    grads, (val, (params, inner, loss)) = jax.jacfwd(
-        with_value, has_aux=True)(state.unit)
-    state = tuned_update(
-        meta_params, state._replace(inner_state=inner), grads, val, loss,
-        state.count / num_steps, learning_rate=learning_rate,
-        max_change=max_change)
-    return params, state, loss
-
-  return init, plain, tuned
+  return init, _online.tuner_phases(
+      make_optimizer, space, train_loss=train_loss, val_loss=val_loss,
+      every=every, window=window, update=update)
 
 
 def tuned_update(meta_params, state: LearnedTunerState, grads: HParams,
@@ -195,11 +179,15 @@ def tuned_update(meta_params, state: LearnedTunerState, grads: HParams,
       last_val=jnp.asarray(val, jnp.float32))
 
 
-def run_rounds(plain, tuned, params: Params, state, key: Array, *,
-               num_steps: int, every: int):
-  """Trains ``num_steps`` steps as rounds of one ``tuned`` step and
-  ``every - 1`` ``plain`` ones, nested ``lax.scan`` without ``lax.cond`` (so
-  that under ``vmap`` no step computes a hypergradient it throws away).
+def run_rounds(phases: dict, params: Params, state, key: Array, *,
+               num_steps: int, every: int, window: int = 1):
+  """Trains ``num_steps`` steps as rounds of ``window - 1`` ``carry``
+  steps, one ``tuned`` step and ``every - window`` ``plain`` ones, nested
+  ``lax.scan`` without ``lax.cond`` (so that under ``vmap`` no step
+  computes a hypergradient it throws away).
+
+  Args:
+    phases: :class:`OnlineTuner`'s ``phases``.
 
   Returns:
     ``(params, state, values)``: ``values`` the unit coordinates after each
@@ -212,18 +200,21 @@ def run_rounds(plain, tuned, params: Params, state, key: Array, *,
     raise ValueError(f'num_steps ({num_steps}) must be a positive multiple '
                      f'of every ({every})')
 
-  def count(state):
-    return state._replace(count=state.count + 1)
+  def body(phase):
+    def fn(carry, k):
+      params, state, _ = phases[phase](*carry, k)
+      return (params, state._replace(count=state.count + 1)), None
+    return fn
 
-  def plain_body(carry, k):
-    params, state, _ = plain(*carry, k)
-    return (params, count(state)), None
+  def scan(phase, carry, key, length):
+    return jax.lax.scan(body(phase), carry,
+                        jax.random.split(key, length))[0]
 
   def round_(carry, k):
-    first, rest = jax.random.split(k)
-    params, state, _ = tuned(*carry, first)
-    carry = jax.lax.scan(plain_body, (params, count(state)),
-                         jax.random.split(rest, every - 1))[0]
+    keys = jax.random.split(k, 3)
+    carry = scan('carry', carry, keys[0], window - 1)
+    carry = body('tuned')(carry, keys[1])[0]
+    carry = scan('plain', carry, keys[2], every - window)
     return carry, carry[1].unit
 
   (params, state), units = jax.lax.scan(
@@ -232,30 +223,42 @@ def run_rounds(plain, tuned, params: Params, state, key: Array, *,
 
 
 def tuner_fitness(meta_params, problem, key: Array, *, every: int = 10,
-                  learning_rate: float = 0.05, max_change: float = 0.1):
+                  window: int = 1, learning_rate: float = 0.05,
+                  max_change: float = 0.1, unit: HParams | None = None):
   """Log validation loss (whole split) after training ``problem`` for its
   ``num_steps`` with the learned tuner.
 
   ``problem`` provides ``space``, ``num_steps``, ``init_params(key)``,
   ``train_loss(params, values, key)``, ``val_loss(params, key)`` and
-  ``make_optimizer(values)`` (as ``tasks.regularisation`` problems do).
+  ``make_optimizer(values)`` (as ``tasks.regularisation`` problems do);
+  the tuner reads ``val_batch_loss(params, key)`` (a validation minibatch)
+  where the problem has it, else ``val_loss``. ``unit`` is where the
+  hyperparameters start (default: the declared initial values).
   """
-  init, plain, tuned = _parts(
+  init, phases = _parts(
       meta_params, problem.make_optimizer, problem.space,
-      train_loss=problem.train_loss, val_loss=problem.val_loss,
-      num_steps=problem.num_steps, every=every, learning_rate=learning_rate,
-      max_change=max_change)
+      train_loss=problem.train_loss, val_loss=_tuner_val_loss(problem),
+      num_steps=problem.num_steps, every=every, window=window,
+      learning_rate=learning_rate, max_change=max_change)
   init_key, key = jax.random.split(key)
   params = problem.init_params(init_key)
-  params, _, _ = run_rounds(plain, tuned, params, init(params), key,
-                            num_steps=problem.num_steps, every=every)
+  params, _, _ = run_rounds(phases, params, init(params, unit), key,
+                            num_steps=problem.num_steps, every=every,
+                            window=window)
   return jnp.log(problem.val_loss(params, None))
 
 
-def _pair_fitness(meta_params, noise, problem, key, every):
+def _tuner_val_loss(problem):
+  """The tuner's validation signal: a minibatch (``val_batch_loss``) where
+  the problem has one, else ``val_loss``."""
+  return getattr(problem, 'val_batch_loss', problem.val_loss)
+
+
+def _pair_fitness(meta_params, noise, problem, key, unit, every, window):
   """Fitness of ``meta_params + noise`` and ``- noise`` per pair, all runs
-  on the same key (common random numbers)."""
-  fitness = lambda m: tuner_fitness(m, problem, key, every=every)
+  on the same key and start (common random numbers)."""
+  fitness = lambda m: tuner_fitness(m, problem, key, every=every,
+                                    window=window, unit=unit)
   shifted = lambda sign: jax.vmap(fitness)(jax.tree.map(
       lambda m, n: m[None] + sign * n, meta_params, noise))
   return shifted(1.0), shifted(-1.0)
@@ -265,8 +268,11 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
                      num_iterations: int = 30, num_pairs: int = 4,
                      sigma: float = 0.05, learning_rate: float = 0.03,
                      hidden_size: int = 16, every: int = 10,
+                     window: int = 1, random_start: bool = False,
+                     validation: Sequence[Any] = (), validate_every: int = 4,
                      meta_params: dict | None = None,
-                     progress: Callable | None = None):
+                     progress: Callable | None = None,
+                     on_validation: Callable | None = None):
   r"""Meta-trains the tuner with antithetic evolution strategies.
 
   Each iteration draws ``num_pairs`` perturbations :math:`\pm\epsilon_p`
@@ -275,6 +281,13 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
   the final log validation losses of each problem (centred ranks, Salimans
   et al., 2017) and steps Adam along
   :math:`\sum_{\mathrm{problems}} \sum_p d_p \epsilon_p / (P \sigma)`.
+  With ``random_start`` each problem's runs of an iteration start from one
+  uniform draw of the unit coordinates (shared by all pairs), so the tuner
+  learns to move hyperparameters from anywhere, not from the declared
+  values only. With ``validation`` problems the meta-parameters are scored
+  on them (declared starts, fixed keys) before the first step, every
+  ``validate_every`` steps and after the last, and the best-scoring ones
+  are returned (early stopping on held-out problems).
 
   Args:
     problems: training problems (see :func:`tuner_fitness`), pytrees
@@ -288,20 +301,32 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
     hidden_size: LSTM width (ignored when ``meta_params`` is given).
     every: steps between hyperparameter updates; divides every
       ``num_steps``.
+    window: steps the hypergradient looks ahead (:func:`online_tuner`).
+    random_start: start each iteration's runs at random hyperparameters.
+    validation: held-out problems for choosing among the iterates.
+    validate_every: ES steps between validations, at least 1.
     meta_params: starting point (default :func:`init_tuner_params`).
     progress: called as ``progress(iteration, mean_fitness)`` after each
       step.
+    on_validation: called as ``on_validation(iteration, score)`` after each
+      validation; ``score`` is the mean final log validation loss, and
+      ``iteration`` the number of ES steps taken.
 
   Returns:
     ``(meta_params, log)``: ``log`` lists the mean fitness (log validation
-    loss of the unperturbed pairs' mean) per iteration.
+    loss over the perturbed runs) per iteration; ``meta_params`` are the
+    last iterate's, or with ``validation`` the best-validated one's.
 
   Raises:
-    ValueError: no problems, or a ``num_steps`` not a multiple of ``every``.
+    ValueError: no problems, a ``num_steps`` not a multiple of ``every``,
+      or ``validate_every < 1``.
   """
   if not problems:
     raise ValueError('meta_train_tuner: at least one problem is needed')
-  for problem in problems:
+  if int(validate_every) < 1:
+    raise ValueError(f'meta_train_tuner: validate_every must be at least 1, '
+                     f'got {validate_every}')
+  for problem in (*problems, *validation):
     if problem.num_steps % every:
       raise ValueError(f'meta_train_tuner: num_steps {problem.num_steps} is '
                        f'not a multiple of every ({every})')
@@ -310,7 +335,9 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
     meta_params = init_tuner_params(init_key, hidden_size)
   optimizer = optax.adam(learning_rate)
   opt_state = optimizer.init(meta_params)
-  fitness = jax.jit(_pair_fitness, static_argnames='every')
+  fitness = jax.jit(_pair_fitness, static_argnames=('every', 'window'))
+  validate = _validator(validation, key, every, window, on_validation)
+  best = validate(0, meta_params, None)
   log = []
   for iteration in range(num_iterations):
     key, noise_key = jax.random.split(key)
@@ -319,8 +346,11 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
     grads = jax.tree.map(jnp.zeros_like, meta_params)
     scores = []
     for i, problem in enumerate(problems):
-      plus, minus = fitness(meta_params, noise, problem,
-                            jax.random.fold_in(key, i), every)
+      run_key, start_key = jax.random.split(jax.random.fold_in(key, i))
+      unit = (jax.tree.map(lambda u: u[0], problem.space.sample(start_key, 1))
+              if random_start else problem.space.init())
+      plus, minus = fitness(meta_params, noise, problem, run_key, unit, every,
+                            window)
       d = _meta._centred_rank_difference(plus, minus)  # pylint: disable=protected-access
       d = jnp.where(jnp.isfinite(d), d, 0.0)
       grads = jax.tree.map(
@@ -332,4 +362,27 @@ def meta_train_tuner(problems: Sequence[Any], *, key: Array,
     log.append(float(np.mean(scores)))
     if progress is not None:
       progress(iteration, log[-1])
-  return meta_params, log
+    if (iteration + 1) % validate_every == 0 or iteration + 1 == num_iterations:
+      best = validate(iteration + 1, meta_params, best)
+  return (meta_params if best is None else best[1]), log
+
+
+def _validator(problems, key, every, window, callback):
+  """``validate(iteration, meta_params, best) -> best``: ``best`` is
+  ``(score, meta_params)`` of the lowest mean final log validation loss on
+  ``problems`` so far (``None`` without problems)."""
+  fitness = jax.jit(tuner_fitness, static_argnames=('every', 'window'))
+  key = jax.random.fold_in(key, 10**6)
+
+  def validate(iteration, meta_params, best):
+    if not problems:
+      return None
+    score = float(np.mean([fitness(meta_params, p, jax.random.fold_in(key, i),
+                                   every=every, window=window)
+                           for i, p in enumerate(problems)]))
+    if callback is not None:
+      callback(iteration, score)
+    if best is None or not score >= best[0]:
+      return score, meta_params
+    return best
+  return validate
