@@ -87,3 +87,34 @@ def regret_curves(curves: dict, path, title: str) -> None:
   ax.legend()
   fig.tight_layout()
   _save(fig, str(path))
+
+
+def op_probabilities(space, probabilities, check_every: int, label: str, path) -> None:
+  """Operation probabilities of every edge over the search, one panel per edge.
+
+  Args:
+    space: The tabular cell space.
+    probabilities: float ``(checkpoints, edges, ops)``: DARTS' softmax(alpha)
+      or the frequencies of the children ENAS' controller sampled.
+    check_every: Search steps between checkpoints.
+  """
+  probabilities = np.asarray(probabilities)
+  ops = space.choices[0].options
+  steps = check_every * np.arange(1, probabilities.shape[0] + 1)
+  cols = 3
+  rows = -(-len(space.choices) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharey=True,
+                           squeeze=False)
+  for e, choice in enumerate(space.choices):
+    ax = axes[e // cols, e % cols]
+    for k, op in enumerate(ops):
+      ax.plot(steps, probabilities[:, e, k], label=op)
+    ax.set_title(choice.name, fontsize=9)
+    ax.set_xlabel('search step', fontsize=8)
+  for ax in axes.flat[len(space.choices):]:
+    ax.axis('off')
+  axes[0, 0].set_ylabel('probability')
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle(f'{label}: operation probabilities per edge')
+  fig.tight_layout()
+  _save(fig, str(path))
