@@ -118,3 +118,35 @@ def op_probabilities(space, probabilities, check_every: int, label: str, path) -
   fig.suptitle(f'{label}: operation probabilities per edge')
   fig.tight_layout()
   _save(fig, str(path))
+
+
+def accuracy_vs_cost(methods: dict, curves: dict, best: float, path, title: str) -> None:
+  """Test accuracy of the returned cell against search cost (child trainings).
+
+  Args:
+    methods: ``{label: row}`` with ``cost_child_units`` and
+      ``test_accuracy_stats`` (``mean``, ``std``).
+    curves: ``{name: incumbent test accuracy float (seeds, trials)}`` of the
+      trial-based baselines (one trial costs one unit).
+    best: The space's best test accuracy.
+  """
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  for name, accuracy in curves.items():
+    trials = np.arange(1, accuracy.shape[1] + 1)
+    mean, std = accuracy.mean(0), accuracy.std(0, ddof=1)
+    ax.plot(trials, mean, label=f'{name} (incumbent)')
+    ax.fill_between(trials, mean - std, mean + std, alpha=0.15)
+  for label, row in methods.items():
+    stats = row['test_accuracy_stats']
+    cost = row['cost_child_units']
+    ax.errorbar(cost['mean'], stats['mean'], yerr=stats['std'],
+                xerr=[[cost['mean'] - cost['min']], [cost['max'] - cost['mean']]],
+                fmt='o', capsize=3, label=label)
+  ax.axhline(best, color='grey', linestyle=':', label='space best')
+  ax.set_xscale('log')
+  ax.set_xlabel('search cost (child trainings)')
+  ax.set_ylabel('test accuracy of the returned cell')
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  _save(fig, str(path))
