@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
   table = nas.TabularBenchmark.load(args.table_dir or nas.TABLE_DIR)
   budget = nas.Budget(**table.manifest['budget'])
   split = jax.tree.map(jax.numpy.asarray, nas.splits(table.manifest['dataset'], budget.val_size))
-  child_seconds = oneshot_lib.child_seconds(table.space, split, budget)
+  child_seconds = oneshot_lib.child_seconds(table.space, split, budget, args.seeds)
   methods = {}
   for units in args.budgets:
     for name in args.methods:

@@ -9,7 +9,8 @@ table and otherwise a real training at the table's budget.
 
 Cost is counted in units of one child's training (``Budget.steps`` Adam
 steps of ``Budget.batch_size`` examples) in floating-point operations
-measured by XLA (``compiled.cost_analysis()['flops']``): the unit is the
+counted by XLA (``jax.jit(f).lower(...).cost_analysis()['flops']``, the
+lowered program before optimisation, for the child and the search alike): the unit is the
 training of the *reference child*, the cell with dense ReLU on its first
 three edges and skips on the others (a uniformly drawn cell has three
 dense edges on average; a cell's FLOPs grow linearly with its dense
@@ -22,6 +23,7 @@ retrained child costs one unit.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -159,12 +161,18 @@ def darts_result(config: OneShotConfig, space, op_weights):
 
 def _flops(fn, *args) -> float:
   import jax
-  analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+  analysis = jax.jit(fn).lower(*args).cost_analysis()  # No compilation needed.
   analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
   return float(analysis['flops'])
 
 
-REFERENCE_CHILD = (2, 2, 2, 1, 1, 1)  # dense_relu on edges 01, 02, 12; skip elsewhere.
+def reference_child(space) -> tuple[int, ...]:
+  """The unit's child: dense ReLU on the first half of the edges (rounded
+  up), skip on the others; ``(2, 2, 2, 1, 1, 1)`` for the 6-edge cell."""
+  ops = space.choices[0].options
+  half = -(-len(space.choices) // 2)
+  return tuple(ops.index('dense_relu') if e < half else ops.index('skip')
+               for e in range(len(space.choices)))
 
 
 def costs(config: OneShotConfig, space, split, budget) -> dict:
@@ -179,7 +187,7 @@ def costs(config: OneShotConfig, space, split, budget) -> dict:
   import optax
   from l2l import search
   x, y = split['train'][0][:config.batch_size], split['train'][1][:config.batch_size]
-  child = search.build(space, REFERENCE_CHILD)
+  child = search.build(space, reference_child(space))
   params = child.init(jax.random.key(0), x[:1])
   adam = optax.adam(budget.learning_rate)
 
@@ -242,12 +250,15 @@ def _timed(fn, *args):
   return time.time() - start, result
 
 
-def child_seconds(space, split, budget) -> float:
-  """Wall seconds of one reference child's training (compiled first)."""
+def child_seconds(space, split, budget, num: int = 1) -> float:
+  """Wall seconds per child of training ``num`` reference children in one
+  vmapped call (compiled first), to compare with a search vmapped over
+  ``num`` seeds."""
   import jax.numpy as jnp
   from tasks import nas
   fn = nas.tabular_train_fn(space, split, budget, pairs=True)
-  return _timed(fn, np.asarray([REFERENCE_CHILD], np.int32), jnp.asarray([0], jnp.int32))[0]
+  configs = np.repeat(np.asarray([reference_child(space)], np.int32), num, 0)
+  return _timed(fn, configs, jnp.arange(num, dtype=jnp.int32))[0] / num
 
 
 def checkpoint_records(config: OneShotConfig, space, metrics, cost: dict) -> list[dict]:
@@ -270,6 +281,17 @@ def checkpoint_records(config: OneShotConfig, space, metrics, cost: dict) -> lis
   return records
 
 
+@functools.lru_cache(maxsize=4)
+def _prepared(config: OneShotConfig, space, dataset: str, budget):
+  """Data, costs and the jitted search, once per setting in a process (a
+  resumed run compiles nothing again)."""
+  import jax
+  from tasks import nas
+  split = jax.tree.map(jax.numpy.asarray, nas.splits(dataset, budget.val_size))
+  return (split, costs(config, space, split, budget),
+          jax.jit(search_fn(config, space, split)))
+
+
 def run(config: OneShotConfig, args, space, evaluate, out: pathlib.Path) -> dict:
   """The command line's one-shot search: search, derive, retrain, write
   ``journal.jsonl``, ``summary.json`` and the PNGs; returns the summary.
@@ -287,9 +309,8 @@ def run(config: OneShotConfig, args, space, evaluate, out: pathlib.Path) -> dict
     raise FileExistsError(f'{journal.path} already has {len(old)} records; pass --resume '
                           'to reuse its retrained children, or use a new folder.')
   budget = nas.Budget(steps=args.steps, batch_size=args.train_batch)
-  split = jax.tree.map(jax.numpy.asarray, nas.splits(args.dataset, budget.val_size))
-  cost = costs(config, space, split, budget)
-  seconds, (state, metrics) = _timed(jax.jit(search_fn(config, space, split)), args.seed)
+  split, cost, fn = _prepared(config, space, args.dataset, budget)
+  seconds, (state, metrics) = _timed(fn, args.seed)
   metrics = jax.device_get(metrics)
   checkpoints = checkpoint_records(config, space, metrics, cost)
   if config.strategy == 'darts':
@@ -321,8 +342,6 @@ def run(config: OneShotConfig, args, space, evaluate, out: pathlib.Path) -> dict
              'parameter_free_share': float(search.parameter_free_share(
                  space, np.asarray(best['indices']))),
              'search_seconds': round(seconds, 2),
-             'wall_child_units_shared_machine': seconds * steps_run / config.steps
-             / child_seconds(space, split, budget) + len(records),
              'settings': dataclasses.asdict(config)}
   _write_json(out / 'summary.json', summary)
   search_plots.best_so_far(records, out / 'best_so_far.png')

@@ -140,7 +140,7 @@ def accuracy_vs_cost(methods: dict, curves: dict, best: float, path, title: str)
     stats = row['test_accuracy_stats']
     cost = row['cost_child_units']
     ax.errorbar(cost['mean'], stats['mean'], yerr=stats['std'],
-                xerr=[[cost['mean'] - cost['min']], [cost['max'] - cost['mean']]],
+                xerr=[[max(cost['mean'] - cost['min'], 0.0)], [max(cost['max'] - cost['mean'], 0.0)]],
                 fmt='o', capsize=3, label=label)
   ax.axhline(best, color='grey', linestyle=':', label='space best')
   ax.set_xscale('log')
