@@ -108,18 +108,24 @@ def make(config: OneShotConfig, space, sample_x):
 
 
 def search_fn(config: OneShotConfig, space, split):
-  """``fn(seed) -> (state, metrics)``: the whole search in one ``lax.scan``;
-  jit it, or vmap over seeds then jit."""
+  """``fn(seed) -> (state, metrics)``: the whole search in one ``lax.scan``,
+  jitted, the data entering as arguments (as constants XLA would fold them
+  for a long time); ``fn(seeds)`` with ``seeds`` int32 ``(S,)`` runs S seeds
+  under ``vmap``."""
   import jax
   from l2l import search
   _, init_params, oneshot, _ = make(config, space, split['train'][0][:1])
 
-  def run(seed):
+  @jax.jit
+  def searches(seeds, split):
+    return jax.vmap(lambda s: one(s, split))(seeds) if seeds.ndim else one(seeds, split)
+
+  def one(seed, split):
     key_params, key_search, key_run = jax.random.split(jax.random.key(seed), 3)
     state = oneshot.init(key_search, init_params(key_params))
     return search.run_oneshot(oneshot, state, key_run, split['train'], split['val'],
                               config.steps, config.batch_size)
-  return run
+  return lambda seeds: searches(jax.numpy.asarray(seeds, jax.numpy.int32), split)
 
 
 def trajectory(config: OneShotConfig, space, metrics) -> np.ndarray:
@@ -289,7 +295,7 @@ def _prepared(config: OneShotConfig, space, dataset: str, budget):
   from tasks import nas
   split = jax.tree.map(jax.numpy.asarray, nas.splits(dataset, budget.val_size))
   return (split, costs(config, space, split, budget),
-          jax.jit(search_fn(config, space, split)))
+          search_fn(config, space, split))
 
 
 def run(config: OneShotConfig, args, space, evaluate, out: pathlib.Path) -> dict:

@@ -47,7 +47,7 @@ def test_a_sampled_child_with_shared_weights_equals_the_standalone_child(runs):
   _, (state, _) = results['enas']
   configs, _ = controller.ask(jax.random.key(5), state.controller)
   x = DATA['val'][0]
-  for config in np.asarray(configs):
+  for config in np.asarray(configs)[:2]:
     shared = NET.apply(state.params, x, nas.one_hot_ops(SPACE, config))
     child = search.build(SPACE, config, num_classes=3)
     alone = child.apply(nas.child_params(state.params, SPACE, config), x)
@@ -64,9 +64,9 @@ def test_the_mixed_op_is_the_softmax_weighted_sum_of_the_ops(alpha):
   assert weights.shape == (1, 4) and weights.dtype == jnp.float32
   np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
   params = net.init(jax.random.key(1), x, weights)
-  singles = jnp.stack([net.apply(params, x, jax.nn.one_hot(jnp.asarray([k]), 4))
-                       for k in range(4)])
-  np.testing.assert_allclose(net.apply(params, x, weights),
+  apply = jax.jit(net.apply)
+  singles = jnp.stack([apply(params, x, jax.nn.one_hot(jnp.asarray([k]), 4)) for k in range(4)])
+  np.testing.assert_allclose(apply(params, x, weights),
                              jnp.einsum('k,kbc->bc', weights[0], singles), rtol=1e-5, atol=1e-6)
 
 
@@ -184,18 +184,35 @@ def table_dir(tmp_path_factory):
   return directory
 
 
-@pytest.mark.parametrize('strategy, extra', [('darts', ('--early-stop',)),
-                                             ('enas', ('--top-k', '2'))])
-def test_command_line_writes_journal_summary_and_plots(tmp_path, table_dir, strategy, extra):
+def test_enas_journal_lines_hold_the_controllers_sampling_frequencies(runs):
+  from meta_train import search_oneshot
+  _, results = runs
+  _, (_, metrics) = results['enas']
+  config = search_oneshot.OneShotConfig('enas', steps=STEPS, check_every=10)
+  probabilities = search_oneshot.trajectory(config, SPACE, metrics)
+  assert probabilities.shape == (STEPS // 10, EDGES, OPS)
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-6)
+  first = np.eye(OPS)[np.asarray(metrics['configs'][:10])].mean((0, 1))
+  np.testing.assert_allclose(probabilities[0], first, rtol=1e-6)
+  cost = {'step_units': 0.01, 'derive_units': 0.5}
+  records = search_oneshot.checkpoint_records(config, SPACE, metrics, cost)
+  assert [r['step'] for r in records] == [10, 20, 30]
+  assert records[-1]['cost_child_units'] == pytest.approx(0.3)
+  assert records[0]['reward'] == pytest.approx(float(np.mean(metrics['reward'][:10])))
+  assert search_oneshot.total_units(config, cost, STEPS) == pytest.approx(0.3 + 0.5 + 1)
+
+
+def test_command_line_writes_journal_summary_and_plots(tmp_path, table_dir):
+  strategy, extra = 'darts', ('--early-stop',)
   from meta_train import search as program
   argv = ['--space', 'tabular_cell', '--strategy', strategy, '--benchmark', 'tabular',
           '--table-dir', str(table_dir), '--out', str(tmp_path), '--no-progress',
-          '--search-steps', '20', '--check-every', '10', '--steps', '5',
+          '--search-steps', '20', '--check-every', '10', '--steps', '5', '--dataset', 'digits',
           '--space-option', 'num_nodes=3', '--space-option', 'width=4', *extra]
   summary = program.main(argv)
   records = [json.loads(l) for l in (tmp_path / 'journal.jsonl').read_text().splitlines()]
   kinds = [r['kind'] for r in records]
-  retrained = 2 if strategy == 'enas' else 1
+  retrained = 1
   assert kinds == ['checkpoint'] * 2 + ['retrain'] * retrained
   assert np.asarray(records[0]['op_probabilities']).shape == (3, 4)
   assert json.loads((tmp_path / 'summary.json').read_text()) == summary
