@@ -132,6 +132,10 @@ def main(argv=None) -> dict:
                            'test_accuracy': c[:, -1].tolist(),
                            'test_accuracy_stats': _stats(c[:, -1])}
                     for name, c in curves.items()},
+      # The baselines at the one-shot budgets (trials = units, rounded down).
+      'baselines_at_budget': {f'{name}@{int(units)}': _stats(c[:, int(units) - 1])
+                              for name, c in curves.items() for units in args.budgets
+                              if 1 <= int(units) <= args.trials},
       'methods': methods}
   evolution = report['baselines']['evolution']['test_accuracy_stats']['mean']
   for row in methods.values():
