@@ -28,7 +28,6 @@ import json
 import os
 import pathlib
 import time
-from typing import Any
 
 import numpy as np
 
@@ -90,7 +89,6 @@ def make(config: OneShotConfig, space, sample_x):
   Returns:
     ``(net, init_params(key), oneshot, controller or None)``.
   """
-  import jax
   import jax.numpy as jnp
   from l2l import search
   net = search.TabularCellNet(space)
@@ -103,7 +101,6 @@ def make(config: OneShotConfig, space, sample_x):
   controller = search.reinforce_controller(space, config.controller_batch,
                                            learning_rate=config.controller_learning_rate)
   oneshot = search.enas(net.apply, space, 1, config.learning_rate, controller)
-  del jax
   return net, init_params, oneshot, controller
 
 

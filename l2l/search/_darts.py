@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from l2l.search._oneshot import (OneShot, PARAMETER_FREE_OPS, SupernetApply, accuracy,
+from l2l.search._oneshot import (OneShot, PARAMETER_FREE_OPS, SupernetApply,
                                  cross_entropy, discretise, parameter_free_share)
 from l2l.search._space import Space
 
