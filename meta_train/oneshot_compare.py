@@ -62,6 +62,10 @@ def run_method(config, table, split, budget, units: float, seeds) -> dict:
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 7))(seeds)
     cells = np.asarray(derive(states, keys))[:, 0]
     rows['ENAS'] = (cells, [steps] * len(cells))
+    # The collapse diagnostic: distinct children among 64 the final controller samples.
+    sample = jax.jit(jax.vmap(lambda s, k: search._enas._ask(controller, k, s.controller, 64)))
+    samples = np.asarray(sample(states, keys))
+    distinct = [len({tuple(c) for c in seed_samples}) for seed_samples in samples]
   else:
     label = config.label
     rows[label] = (np.asarray(search.discretise(table.space, probs[:, -1])), [steps] * len(seeds))
@@ -81,16 +85,18 @@ def run_method(config, table, split, budget, units: float, seeds) -> dict:
         'cells': [table.space.config_string(c) for c in cells],
         'step_units': cost['step_units'], 'search_seconds_per_seed': seconds * (
             np.mean(steps_run) / steps)}
+    if config.strategy == 'enas':
+      out[label]['distinct_children_in_64_final_samples'] = distinct
   return out
 
 
-def baselines(table, num_seeds: int, num_trials: int) -> dict:
+def baselines(table, num_seeds: int, num_trials: int, first_seed: int = 0) -> dict:
   """Random search and regularized evolution: incumbent test accuracy per trial count."""
   from meta_train import search as search_cli
   from meta_train import search_compare
   strategies = {name: search_cli.make_strategy(name, table.space, 1, num_trials)
                 for name in ('random', 'evolution')}
-  results = search_compare.compare(table, strategies, num_seeds, num_trials)
+  results = search_compare.compare(table, strategies, num_seeds, num_trials, first_seed)
   return {name: table.best_test_accuracy - incumbent for name, (_, incumbent) in results.items()}
 
 
@@ -99,6 +105,8 @@ def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(prog='python -m meta_train.oneshot_compare',
                                    description=__doc__.split('\n')[0])
   parser.add_argument('--seeds', type=int, default=5)
+  parser.add_argument('--first-seed', type=int, default=0,
+                      help='search seeds first-seed .. first-seed + seeds - 1 (one-shot methods)')
   parser.add_argument('--budgets', type=float, nargs='+', default=[6.4])
   parser.add_argument('--trials', type=int, default=64, help='trials of the baselines')
   parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS))
@@ -118,11 +126,11 @@ def main(argv=None) -> dict:
   for units in args.budgets:
     for name in args.methods:
       for label, row in run_method(METHODS[name], table, split, budget, units,
-                                   list(range(args.seeds))).items():
+                                   list(range(args.first_seed, args.first_seed + args.seeds))).items():
         row['wall_child_units_shared_machine'] = (row['search_seconds_per_seed'] / child_seconds
                                                   + 1)
         methods[f'{label}@{units:g}'] = row
-  curves = baselines(table, args.seeds, args.trials)
+  curves = baselines(table, args.seeds, args.trials, args.first_seed)
   report = {
       'command': 'python -m meta_train.oneshot_compare ' + ' '.join(
           argv if argv is not None else sys.argv[1:]),

@@ -50,6 +50,10 @@ class OneShotConfig:
     alpha_learning_rate: DARTS' architecture step size.
     controller_learning_rate: ENAS' controller step size.
     controller_batch: Children scored per controller step.
+    temperature: ENAS' controller logit temperature.
+    tanh_constant: ENAS' controller logit bound (``None``: unbounded).
+    entropy_weight: ENAS' controller entropy bonus.
+    baseline_decay: ENAS' reward baseline decay.
     num_samples: Children ENAS samples to derive its result.
     top_k: Children retrained from scratch (ENAS; DARTS retrains 1).
   """
@@ -62,8 +66,12 @@ class OneShotConfig:
   batch_size: int = 64
   learning_rate: float = 3e-3
   alpha_learning_rate: float = 3e-3
-  controller_learning_rate: float = 0.01
+  controller_learning_rate: float = 1e-3
   controller_batch: int = 4
+  temperature: float = 5.0
+  tanh_constant: float | None = 2.5
+  entropy_weight: float = 1e-4
+  baseline_decay: float = 0.99
   num_samples: int = 64
   top_k: int = 1
 
@@ -98,8 +106,10 @@ def make(config: OneShotConfig, space, sample_x):
     oneshot = search.darts(net.apply, num_edges, num_ops, config.order, config.learning_rate,
                            config.alpha_learning_rate)
     return net, init_params, oneshot, None
-  controller = search.reinforce_controller(space, config.controller_batch,
-                                           learning_rate=config.controller_learning_rate)
+  controller = search.enas_controller(space, config.controller_batch,
+                                      config.controller_learning_rate, config.temperature,
+                                      config.tanh_constant, config.entropy_weight,
+                                      config.baseline_decay)
   oneshot = search.enas(net.apply, space, 1, config.learning_rate, controller)
   return net, init_params, oneshot, controller
 

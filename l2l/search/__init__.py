@@ -14,7 +14,7 @@ from l2l.search._journal import Journal, run_trials, trial_seed
 from l2l.search._oneshot import (OneShot, PARAMETER_FREE_OPS, discretise, parameter_free_share,
                                  run_oneshot)
 from l2l.search._darts import DartsState, darts, darts_plus_stop, mixed_op_weights
-from l2l.search._enas import EnasState, enas, enas_derive
+from l2l.search._enas import EnasState, enas, enas_controller, enas_derive
 
 __all__ = (
     'BayesOptState', 'Choice', 'ControllerState', 'DartsState', 'EnasState',
@@ -26,7 +26,8 @@ __all__ = (
     'one_hot_encoding', 'random_search', 'recurrent_space', 'regularized_evolution',
     'reinforce_controller', 'run_trials', 'sample_configs', 'simulate',
     'tabular_cell_space', 'trial_seed', 'darts', 'darts_plus_stop', 'discretise',
-    'enas', 'enas_derive', 'mixed_op_weights', 'parameter_free_share', 'run_oneshot',
+    'enas', 'enas_controller', 'enas_derive', 'mixed_op_weights', 'parameter_free_share',
+    'run_oneshot',
 )
 
 # Documented, and cross-referenced, under the names users import.
