@@ -200,10 +200,11 @@ def test_the_controllers_logits_are_scaled_and_bounded_as_in_enas(temperature, t
 
 @pytest.fixture(scope='module')
 def table_dir(tmp_path_factory):
-  """A synthetic table of a 3-edge tabular space of width 4 (additive scores)."""
-  space = search.tabular_cell_space(3, width=4)
+  """A synthetic table of a 1-edge tabular space of width 4 (the smallest
+  cell the command line accepts; scores drawn at random)."""
+  space = search.tabular_cell_space(2, width=4)
   configs = space.all_configs()
-  score = 0.5 + 0.05 * np.random.default_rng(0).normal(size=(3, 4))[np.arange(3), configs].sum(1)
+  score = 0.5 + 0.05 * np.random.default_rng(0).normal(size=(1, 4))[np.arange(1), configs].sum(1)
   directory = tmp_path_factory.mktemp('table')
   nas.write_table(directory, space, {'val_accuracy': np.stack([score, score + 0.01], 1),
                                      'test_accuracy': np.stack([score - 0.01, score], 1)},
@@ -235,13 +236,13 @@ def test_command_line_writes_journal_summary_and_plots(tmp_path, table_dir):
   argv = ['--space', 'tabular_cell', '--strategy', strategy, '--benchmark', 'tabular',
           '--table-dir', str(table_dir), '--out', str(tmp_path), '--no-progress',
           '--search-steps', '20', '--check-every', '10', '--steps', '5', '--dataset', 'digits',
-          '--space-option', 'num_nodes=3', '--space-option', 'width=4', *extra]
+          '--space-option', 'num_nodes=2', '--space-option', 'width=4', *extra]
   summary = program.main(argv)
   records = [json.loads(l) for l in (tmp_path / 'journal.jsonl').read_text().splitlines()]
   kinds = [r['kind'] for r in records]
   retrained = 1
   assert kinds == ['checkpoint'] * 2 + ['retrain'] * retrained
-  assert np.asarray(records[0]['op_probabilities']).shape == (3, 4)
+  assert np.asarray(records[0]['op_probabilities']).shape == (1, 4)
   assert json.loads((tmp_path / 'summary.json').read_text()) == summary
   assert summary['trials'] == retrained == summary['cost_breakdown']['retrain']
   assert summary['cost_child_units'] == pytest.approx(sum(summary['cost_breakdown'].values()))
