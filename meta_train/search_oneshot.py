@@ -201,7 +201,8 @@ def costs(config: OneShotConfig, space, split, budget) -> dict:
   from l2l import search
   x, y = split['train'][0][:config.batch_size], split['train'][1][:config.batch_size]
   child = search.build(space, reference_child(space))
-  params = child.init(jax.random.key(0), x[:1])
+  # Shapes only: lowering needs no values (and eager inits compile op by op).
+  params = jax.eval_shape(child.init, jax.random.key(0), x[:1])
   adam = optax.adam(budget.learning_rate)
 
   def child_step(params, opt_state, x, y):
@@ -210,11 +211,11 @@ def costs(config: OneShotConfig, space, split, budget) -> dict:
     updates, opt_state = adam.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
-  step_flops = _flops(child_step, params, adam.init(params), x, y)
+  step_flops = _flops(child_step, params, jax.eval_shape(adam.init, params), x, y)
   unit = step_flops * budget.steps
   forward = _flops(child.apply, params, x)  # One batch of config.batch_size.
   _, init_params, oneshot, controller = make(config, space, x[:1])
-  state = oneshot.init(jax.random.key(0), init_params(jax.random.key(1)))
+  state = jax.eval_shape(lambda: oneshot.init(jax.random.key(0), init_params(jax.random.key(1))))
   if config.strategy == 'darts':
     step = _flops(oneshot.step, state, jax.random.key(0), (x, y), (x, y))
     derive_flops = 0.0

@@ -22,7 +22,8 @@ STEPS = 12
 
 
 def init_params(key=jax.random.key(0)):
-  return NET.init(key, DATA['train'][0][:1], jnp.full((EDGES, OPS), 1 / OPS))
+  # Jitted: an eager init compiles op by op.
+  return jax.jit(NET.init)(key, DATA['train'][0][:1], jnp.full((EDGES, OPS), 1 / OPS))
 
 
 def run(oneshot, seed=0):
@@ -64,7 +65,7 @@ def test_the_mixed_op_is_the_softmax_weighted_sum_of_the_ops(alpha):
   weights = search.mixed_op_weights(jnp.asarray([alpha]))
   assert weights.shape == (1, 4) and weights.dtype == jnp.float32
   np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
-  params = net.init(jax.random.key(1), x, weights)
+  params = jax.jit(net.init)(jax.random.key(1), x, weights)
   apply = jax.jit(net.apply)
   singles = jnp.stack([apply(params, x, jax.nn.one_hot(jnp.asarray([k]), 4)) for k in range(4)])
   np.testing.assert_allclose(apply(params, x, weights),
@@ -147,8 +148,9 @@ def test_enas_trains_its_controller_and_derives_distinct_ranked_children(runs):
                        state.controller.params)
   assert max(jax.tree.leaves(moved)) > 1e-3
   assert float(state.controller.baseline) != 0.0
-  configs, scores = search.enas_derive(NET.apply, SPACE, state, controller, jax.random.key(2),
-                                       DATA['val'], num_samples=16, top_k=3)
+  derive = jax.jit(functools.partial(search.enas_derive, NET.apply, SPACE,
+                                     controller=controller, num_samples=16, top_k=3))
+  configs, scores = derive(state=state, key=jax.random.key(2), val=DATA['val'])
   assert configs.shape == (3, EDGES) and scores.shape == (3,)
   assert len({tuple(c) for c in np.asarray(configs)}) == 3
   assert (np.diff(np.asarray(scores)) <= 0).all()
