@@ -123,10 +123,10 @@ def main(argv=None) -> dict:
   split = jax.tree.map(jax.numpy.asarray, nas.splits(table.manifest['dataset'], budget.val_size))
   child_seconds = oneshot_lib.child_seconds(table.space, split, budget, args.seeds)
   methods = {}
+  seeds = list(range(args.first_seed, args.first_seed + args.seeds))
   for units in args.budgets:
     for name in args.methods:
-      for label, row in run_method(METHODS[name], table, split, budget, units,
-                                   list(range(args.first_seed, args.first_seed + args.seeds))).items():
+      for label, row in run_method(METHODS[name], table, split, budget, units, seeds).items():
         row['wall_child_units_shared_machine'] = (row['search_seconds_per_seed'] / child_seconds
                                                   + 1)
         methods[f'{label}@{units:g}'] = row
