@@ -16,6 +16,15 @@ trained. A NASNet search on CIFAR-10 (files in the standard format under
   python -m meta_train.search --space nasnet --dataset cifar10 \\
       --data-dir ~/data --strategy evolution --trials 100 --steps 2000 \\
       --train-batch 128 --out runs/nasnet
+
+Weight-sharing searches of the tabular cell space (ENAS, DARTS; see
+``meta_train/search_oneshot.py``) train one supernet, then retrain their
+result; the journal holds a ``checkpoint`` line every ``--check-every``
+steps and a ``retrain`` line per retrained child, the summary adds
+``cost_child_units``, and ``op_probabilities.png`` shows the trajectories::
+
+  python -m meta_train.search --space tabular_cell --strategy darts --order 2 \\
+      --early-stop --search-steps 100 --benchmark tabular --out runs/darts
 """
 
 import argparse
@@ -31,6 +40,7 @@ import numpy as np
 DEFAULT_DATASET = {'nas_layer': 'digits', 'nasnet': 'digits',
                    'recurrent': 'mnist1d', 'tabular_cell': 'mnist1d'}
 STRATEGIES = ('random', 'evolution', 'bayesian', 'reinforce')
+ONESHOT = ('enas', 'darts')  # Weight-sharing searches: meta_train/search_oneshot.py.
 
 
 @functools.lru_cache(maxsize=16)
@@ -187,8 +197,9 @@ def parse_args(argv=None):
   parser.add_argument('--space', required=True)
   parser.add_argument('--space-option', action='append', default=[],
                       help='key=int for the space factory, e.g. num_layers=3')
-  parser.add_argument('--strategy', required=True, choices=STRATEGIES)
-  parser.add_argument('--trials', type=int, required=True)
+  parser.add_argument('--strategy', required=True, choices=STRATEGIES + ONESHOT)
+  parser.add_argument('--trials', type=int, default=None,
+                      help='trials of a trial-based strategy (required for those)')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--out', required=True)
   parser.add_argument('--resume', action='store_true')
@@ -206,10 +217,35 @@ def parse_args(argv=None):
   parser.add_argument('--optimizer', default='adam', choices=('adam', 'lstm'),
                       help="children's optimizer: optax.adam or l2l.lstm_optimizer()")
   parser.add_argument('--no-progress', action='store_true')
+  oneshot = parser.add_argument_group('enas and darts (weight sharing, tabular_cell space)')
+  oneshot.add_argument('--search-steps', type=int, default=250)
+  oneshot.add_argument('--check-every', type=int, default=25,
+                       help='steps between checkpoints (journal lines, DARTS+ checks)')
+  oneshot.add_argument('--order', type=int, default=1, choices=(1, 2), help="DARTS' order")
+  oneshot.add_argument('--early-stop', action='store_true',
+                       help='DARTS+: stop once the cell has 2 parameter-free edges')
+  oneshot.add_argument('--top-k', type=int, default=1, help='children ENAS retrains')
   args = parser.parse_args(argv)
-  if args.trials < 1 or args.batch_size < 1:
+  if args.strategy in ONESHOT:
+    if args.space != 'tabular_cell':
+      parser.error(f'--strategy {args.strategy} searches the tabular_cell space only '
+                   '(its supernet is l2l.search.TabularCellNet).')
+    if args.trials is not None:
+      parser.error(f'--strategy {args.strategy} retrains --top-k children; drop --trials.')
+  elif args.trials is None:
+    parser.error(f'--strategy {args.strategy} needs --trials.')
+  if (args.trials is not None and args.trials < 1) or args.batch_size < 1:
     parser.error('--trials and --batch-size must be positive.')
   return args
+
+
+def oneshot_config(args):
+  """The :class:`meta_train.search_oneshot.OneShotConfig` of the flags."""
+  from meta_train import search_oneshot
+  return search_oneshot.OneShotConfig(
+      strategy=args.strategy, steps=args.search_steps, order=args.order,
+      early_stop=args.early_stop, check_every=args.check_every, batch_size=args.train_batch,
+      top_k=args.top_k)
 
 
 def main(argv=None) -> dict:
@@ -220,7 +256,6 @@ def main(argv=None) -> dict:
   from meta_train import search_plots
   from tasks import nas
   space = make_space(args.space, args.space_option)
-  strategy = make_strategy(args.strategy, space, args.batch_size, args.trials)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   if args.dataset == 'cifar10':
@@ -233,6 +268,11 @@ def main(argv=None) -> dict:
           'optimizer': args.optimizer}
   spec_json = json.dumps(spec, sort_keys=True)
   evaluate = make_backend(args.backend, spec_json, args.workers, args.ray_address)
+  if args.strategy in ONESHOT:
+    from meta_train import search_oneshot
+    args.dataset = spec['dataset']
+    return search_oneshot.run(oneshot_config(args), args, space, evaluate, out)
+  strategy = make_strategy(args.strategy, space, args.batch_size, args.trials)
   journal = search.Journal(out / 'journal.jsonl')
   rewards = []
   bar = tqdm.tqdm(total=-(-args.trials // args.batch_size) * args.batch_size,

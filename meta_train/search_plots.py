@@ -87,3 +87,66 @@ def regret_curves(curves: dict, path, title: str) -> None:
   ax.legend()
   fig.tight_layout()
   _save(fig, str(path))
+
+
+def op_probabilities(space, probabilities, check_every: int, label: str, path) -> None:
+  """Operation probabilities of every edge over the search, one panel per edge.
+
+  Args:
+    space: The tabular cell space.
+    probabilities: float ``(checkpoints, edges, ops)``: DARTS' softmax(alpha)
+      or the frequencies of the children ENAS' controller sampled.
+    check_every: Search steps between checkpoints.
+  """
+  probabilities = np.asarray(probabilities)
+  ops = space.choices[0].options
+  steps = check_every * np.arange(1, probabilities.shape[0] + 1)
+  cols = 3
+  rows = -(-len(space.choices) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharey=True,
+                           squeeze=False)
+  for e, choice in enumerate(space.choices):
+    ax = axes[e // cols, e % cols]
+    for k, op in enumerate(ops):
+      ax.plot(steps, probabilities[:, e, k], label=op)
+    ax.set_title(choice.name, fontsize=9)
+    ax.set_xlabel('search step', fontsize=8)
+  for ax in axes.flat[len(space.choices):]:
+    ax.axis('off')
+  axes[0, 0].set_ylabel('probability')
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle(f'{label}: operation probabilities per edge')
+  fig.tight_layout()
+  _save(fig, str(path))
+
+
+def accuracy_vs_cost(methods: dict, curves: dict, best: float, path, title: str) -> None:
+  """Test accuracy of the returned cell against search cost (child trainings).
+
+  Args:
+    methods: ``{label: row}`` with ``cost_child_units`` and
+      ``test_accuracy_stats`` (``mean``, ``std``).
+    curves: ``{name: incumbent test accuracy float (seeds, trials)}`` of the
+      trial-based baselines (one trial costs one unit).
+    best: The space's best test accuracy.
+  """
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  for name, accuracy in curves.items():
+    trials = np.arange(1, accuracy.shape[1] + 1)
+    mean, std = accuracy.mean(0), accuracy.std(0, ddof=1)
+    ax.plot(trials, mean, label=f'{name} (incumbent)')
+    ax.fill_between(trials, mean - std, mean + std, alpha=0.15)
+  for label, row in methods.items():
+    stats = row['test_accuracy_stats']
+    cost = row['cost_child_units']
+    ax.errorbar(cost['mean'], stats['mean'], yerr=stats['std'],
+                xerr=[[max(cost['mean'] - cost['min'], 0.0)], [max(cost['max'] - cost['mean'], 0.0)]],
+                fmt='o', capsize=3, label=label)
+  ax.axhline(best, color='grey', linestyle=':', label='space best')
+  ax.set_xscale('log')
+  ax.set_xlabel('search cost (child trainings)')
+  ax.set_ylabel('test accuracy of the returned cell')
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  _save(fig, str(path))

@@ -53,8 +53,13 @@ def _lstm(params, carry, x):
   return cell, hidden
 
 
-def _run(params, valid, tokens=None, key=None, batch_size=None):
+def _run(params, valid, tokens=None, key=None, batch_size=None, temperature=1.0,
+         tanh_constant=None):
   """Unrolls the controller over the choices, sampling or scoring tokens.
+
+  The head's logits are divided by ``temperature`` and, when
+  ``tanh_constant`` is given, squashed to ``tanh_constant * tanh(logits)``
+  (Pham et al. 2018), for sampling, log-probabilities and entropy alike.
 
   Returns ``(tokens (batch, num_choices) int32, log_prob (batch,),
   entropy (batch,))``.
@@ -69,7 +74,10 @@ def _run(params, valid, tokens=None, key=None, batch_size=None):
     cell, hid, x = carry
     embed, head_w, head_b, mask, key_d, given_d = xs
     cell, hid = _lstm(params, (cell, hid), x)
-    logits = jnp.where(mask, hid @ head_w + head_b[None, :], -1e9)
+    logits = (hid @ head_w + head_b[None, :]) / temperature
+    if tanh_constant is not None:
+      logits = tanh_constant * jnp.tanh(logits)
+    logits = jnp.where(mask, logits, -1e9)
     log_p = jax.nn.log_softmax(logits)
     if tokens is None:
       token = jax.random.categorical(jax.random.wrap_key_data(key_d), logits)
@@ -90,7 +98,8 @@ def _run(params, valid, tokens=None, key=None, batch_size=None):
 
 def reinforce_controller(space: Space, batch_size: int = 4, hidden_size: int = 32,
                          learning_rate: float = 0.01, baseline_decay: float = 0.9,
-                         entropy_weight: float = 1e-3) -> Strategy:
+                         entropy_weight: float = 1e-3, temperature: float = 1.0,
+                         tanh_constant: float | None = None) -> Strategy:
   """The NAS controller trained with REINFORCE (Zoph & Le, 2017).
 
   An LSTM reads the embedding of the previous choice and emits a softmax
@@ -101,6 +110,12 @@ def reinforce_controller(space: Space, batch_size: int = 4, hidden_size: int = 3
   ``baseline_decay``), then updates ``b``; a batch of ``batch_size``
   children per controller step.
 
+  ENAS (Pham et al. 2018) keeps its controller exploring by sampling from
+  ``tanh_constant * tanh(logits / temperature)`` (their temperature 5,
+  tanh constant 2.5): the temperature slows the logits' growth and the
+  tanh bounds them, so no option's log-odds exceed ``2 * tanh_constant``.
+  The defaults (1, None) leave the logits as they are (Zoph & Le).
+
   Args:
     space: The search space.
     batch_size: Children sampled per controller step.
@@ -108,18 +123,36 @@ def reinforce_controller(space: Space, batch_size: int = 4, hidden_size: int = 3
     learning_rate: Adam step size.
     baseline_decay: Decay of the reward's moving average, in ``[0, 1)``.
     entropy_weight: Weight of the entropy bonus (summed over choices).
+    temperature: Positive divisor of the head's logits.
+    tanh_constant: If given (positive), the logits become
+      ``tanh_constant * tanh(logits / temperature)``.
 
   Returns:
     The :class:`Strategy`; its state is a :class:`ControllerState`.
 
+  Raises:
+    ValueError: ``baseline_decay`` is not in ``[0, 1)``, ``temperature``
+      or ``tanh_constant`` is not positive, ``entropy_weight`` or
+      ``learning_rate`` is negative.
+
   References:
     Zoph & Le, "Neural Architecture Search with Reinforcement Learning",
-    ICLR 2017; Williams, "Simple Statistical Gradient-Following Algorithms
+    ICLR 2017; Pham, Guan, Zoph, Le & Dean, "Efficient Neural Architecture
+    Search via Parameter Sharing", ICML 2018 (temperature, tanh constant);
+    Williams, "Simple Statistical Gradient-Following Algorithms
     for Connectionist Reinforcement Learning", 1992.
   """
   _check(space, batch_size)
   if not 0.0 <= baseline_decay < 1.0:
     raise ValueError(f'baseline_decay must lie in [0, 1), got {baseline_decay}.')
+  if not temperature > 0:
+    raise ValueError(f'temperature must be positive, got {temperature}.')
+  if tanh_constant is not None and not tanh_constant > 0:
+    raise ValueError(f'tanh_constant must be positive or None, got {tanh_constant}.')
+  if entropy_weight < 0 or learning_rate < 0:
+    raise ValueError(f'entropy_weight ({entropy_weight}) and learning_rate ({learning_rate}) '
+                     'must be non-negative.')
+  squash = dict(temperature=float(temperature), tanh_constant=tanh_constant)
   num_options = space.num_options
   max_options = max(num_options)
   valid = jnp.arange(max_options)[None, :] < jnp.asarray(num_options)[:, None]
@@ -132,7 +165,7 @@ def reinforce_controller(space: Space, batch_size: int = 4, hidden_size: int = 3
                            jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
 
   def ask(key, state):
-    tokens, _, _ = _run(state.params, valid, key=key, batch_size=batch_size)
+    tokens, _, _ = _run(state.params, valid, key=key, batch_size=batch_size, **squash)
     return tokens, state
 
   def tell(state, configs, fitness):
@@ -140,7 +173,7 @@ def reinforce_controller(space: Space, batch_size: int = 4, hidden_size: int = 3
     baseline = jnp.where(state.count == 0, jnp.mean(fitness), state.baseline)
 
     def loss(params):
-      _, log_p, entropy = _run(params, valid, tokens=configs)
+      _, log_p, entropy = _run(params, valid, tokens=configs, **squash)
       advantage = jax.lax.stop_gradient(fitness - baseline)
       return -jnp.mean(advantage * log_p) - entropy_weight * jnp.mean(entropy)
 
