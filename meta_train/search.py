@@ -41,6 +41,7 @@ DEFAULT_DATASET = {'nas_layer': 'digits', 'nasnet': 'digits',
                    'recurrent': 'mnist1d', 'tabular_cell': 'mnist1d'}
 STRATEGIES = ('random', 'evolution', 'bayesian', 'reinforce')
 ONESHOT = ('enas', 'darts')  # Weight-sharing searches: meta_train/search_oneshot.py.
+ENAS_SAMPLES = 64  # Children ENAS samples at the end (OneShotConfig.num_samples).
 
 
 @functools.lru_cache(maxsize=16)
@@ -193,7 +194,8 @@ def summarise(records: list[dict], args) -> dict:
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(prog='python -m meta_train.search',
-                                   description=__doc__.split('\n')[0])
+                                   description=__doc__.split('\n')[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument('--space', required=True)
   parser.add_argument('--space-option', action='append', default=[],
                       help='key=int for the space factory, e.g. num_layers=3')
@@ -232,6 +234,14 @@ def parse_args(argv=None):
                    '(its supernet is l2l.search.TabularCellNet).')
     if args.trials is not None:
       parser.error(f'--strategy {args.strategy} retrains --top-k children; drop --trials.')
+    if args.search_steps < 1 or args.check_every < 1 or args.search_steps % args.check_every:
+      parser.error(f'--search-steps ({args.search_steps}) must be a positive multiple of '
+                   f'--check-every ({args.check_every}).')
+    if args.strategy == 'enas' and not 1 <= args.top_k <= ENAS_SAMPLES:
+      parser.error(f'--top-k must lie in [1, {ENAS_SAMPLES}] (the children ENAS samples '
+                   f'at the end), got {args.top_k}.')
+    if args.strategy == 'darts' and args.top_k != 1:
+      parser.error('--top-k applies to enas; DARTS returns one cell.')
   elif args.trials is None:
     parser.error(f'--strategy {args.strategy} needs --trials.')
   if (args.trials is not None and args.trials < 1) or args.batch_size < 1:
@@ -271,7 +281,10 @@ def main(argv=None) -> dict:
   if args.strategy in ONESHOT:
     from meta_train import search_oneshot
     args.dataset = spec['dataset']
-    return search_oneshot.run(oneshot_config(args), args, space, evaluate, out)
+    try:
+      return search_oneshot.run(oneshot_config(args), args, space, evaluate, out)
+    except search_oneshot.ResumeMismatch as e:
+      raise SystemExit(f'python -m meta_train.search: error: {e}') from None
   strategy = make_strategy(args.strategy, space, args.batch_size, args.trials)
   journal = search.Journal(out / 'journal.jsonl')
   rewards = []

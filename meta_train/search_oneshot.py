@@ -306,12 +306,50 @@ def _prepared(config: OneShotConfig, space, dataset: str, budget):
           search_fn(config, space, split))
 
 
+RUN = 'run.json'  # What a one-shot search was run with; --resume must match it.
+
+
+class ResumeMismatch(ValueError):
+  """A resumed one-shot search was given other flags than its run's."""
+
+
+def _run_record(config: OneShotConfig, args) -> dict:
+  """Everything a one-shot search's result depends on."""
+  return {'settings': dataclasses.asdict(config), 'seed': args.seed, 'space': args.space,
+          'space_options': list(args.space_option), 'benchmark': args.benchmark,
+          'table_dir': args.table_dir, 'dataset': args.dataset, 'steps': args.steps,
+          'train_batch': args.train_batch, 'optimizer': args.optimizer}
+
+
+def _check_run(path: pathlib.Path, record: dict, resume: bool) -> None:
+  """Writes ``record`` to ``path``; on resume, first checks it against the
+  one there.
+
+  Raises:
+    ResumeMismatch: a resumed search's flags differ from the journal's run
+      (the message names each difference).
+  """
+  if resume and path.exists():
+    before = json.loads(path.read_text())
+    # The search's settings by their flag names where one clashes.
+    flat = lambda r: {**{k: v for k, v in r.items() if k != 'settings'},
+                      **{{'steps': 'search_steps'}.get(k, k): v for k, v in r['settings'].items()}}
+    ours, theirs = flat(record), flat(before)
+    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if differ:
+      raise ResumeMismatch(f'{path.parent} holds a search run with other flags; resume with '
+                       'the same flags or use a new --out: ' + ', '.join(
+                           f'{k} was {theirs.get(k)!r}, now {ours.get(k)!r}' for k in differ))
+  _write_json(path, record)
+
+
 def run(config: OneShotConfig, args, space, evaluate, out: pathlib.Path) -> dict:
   """The command line's one-shot search: search, derive, retrain, write
   ``journal.jsonl``, ``summary.json`` and the PNGs; returns the summary.
 
   Raises:
     FileExistsError: the journal exists and ``args.resume`` is false.
+    ResumeMismatch: ``args.resume`` with other flags than the journal's run.
   """
   import jax
   from l2l import search
@@ -322,6 +360,7 @@ def run(config: OneShotConfig, args, space, evaluate, out: pathlib.Path) -> dict
   if old and not args.resume:
     raise FileExistsError(f'{journal.path} already has {len(old)} records; pass --resume '
                           'to reuse its retrained children, or use a new folder.')
+  _check_run(out / RUN, _run_record(config, args), resume=bool(old))
   budget = nas.Budget(steps=args.steps, batch_size=args.train_batch)
   split, cost, fn = _prepared(config, space, args.dataset, budget)
   seconds, (state, metrics) = _timed(fn, args.seed)
@@ -360,8 +399,12 @@ def run(config: OneShotConfig, args, space, evaluate, out: pathlib.Path) -> dict
   _write_json(out / 'summary.json', summary)
   search_plots.best_so_far(records, out / 'best_so_far.png')
   score = 'val_loss' if config.strategy == 'darts' else 'reward'
-  search_plots.rewards([c[score] for c in checkpoints], f'{config.label} ({score})',
-                       out / 'reward.png')
+  search_plots.rewards(
+      [c[score] for c in checkpoints], config.label, out / 'reward.png',
+      steps=[c['step'] for c in checkpoints], xlabel='search step',
+      ylabel=('validation loss of the supernet (mean over the last '
+              f'{config.check_every} steps)' if score == 'val_loss' else
+              f'mean reward of the sampled children (last {config.check_every} steps)'))
   search_plots.op_probabilities(space, trajectory(config, space, metrics),
                                 config.check_every, config.label, out / 'op_probabilities.png')
   search_plots.best_cell(space, space.parse(summary['best_config']), out / 'best_cell.png')

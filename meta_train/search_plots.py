@@ -27,13 +27,17 @@ def best_so_far(records, path) -> None:
   _save(fig, str(path))
 
 
-def rewards(values, strategy: str, path) -> None:
-  """Mean reward (fitness) per strategy step; the controller's learning curve."""
+def rewards(values, strategy: str, path, steps=None,
+            xlabel: str = 'strategy step (one ask/tell)',
+            ylabel: str = 'mean reward of the batch') -> None:
+  """Mean reward (fitness) per strategy step, the controller's learning
+  curve; or, given ``steps`` and labels, any score at those steps."""
   fig, ax = plt.subplots(figsize=(6, 4))
-  ax.plot(np.arange(1, len(values) + 1), values, marker='.')
-  ax.set_xlabel('strategy step (one ask/tell)')
-  ax.set_ylabel('mean reward of the batch')
-  ax.set_title(f'{strategy}: mean reward per step')
+  steps = np.arange(1, len(values) + 1) if steps is None else np.asarray(steps)
+  ax.plot(steps, values, marker='.')
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(f'{strategy}: {ylabel}')
   _save(fig, str(path))
 
 

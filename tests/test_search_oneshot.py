@@ -258,15 +258,33 @@ def test_command_line_writes_journal_summary_and_plots(tmp_path, table_dir):
     program.main(argv)
   assert program.main(argv + ['--resume'])['best_config'] == summary['best_config']
   assert len((tmp_path / 'journal.jsonl').read_text().splitlines()) == len(records)
+  # A resume with other flags is refused before any search, naming them.
+  with pytest.raises(SystemExit, match="search_steps was 20, now 10.*seed was 0, now 3"):
+    program.main(argv[:argv.index('--search-steps')] + ['--search-steps', '10'] +
+                 argv[argv.index('--search-steps') + 2:] + ['--seed', '3', '--resume'])
+  assert json.loads((tmp_path / 'summary.json').read_text()) == summary
 
 
 @pytest.mark.parametrize('argv, match', [
     (['--space', 'nasnet', '--strategy', 'darts'], 'tabular_cell space only'),
     (['--space', 'tabular_cell', '--strategy', 'enas', '--trials', '4'], 'drop --trials'),
     (['--space', 'tabular_cell', '--strategy', 'evolution'], 'needs --trials'),
+    (['--space', 'tabular_cell', '--strategy', 'darts', '--search-steps', '10'],
+     '--search-steps (10) must be a positive multiple of --check-every (25)'),
+    (['--space', 'tabular_cell', '--strategy', 'darts', '--check-every', '0'],
+     'must be a positive multiple of --check-every (0)'),
+    (['--space', 'tabular_cell', '--strategy', 'enas', '--top-k', '0'],
+     '--top-k must lie in [1, 64]'),
+    (['--space', 'tabular_cell', '--strategy', 'darts', '--top-k', '2'], 'applies to enas'),
 ])
 def test_command_line_usage_errors(argv, match, capsys):
   from meta_train import search as program
   with pytest.raises(SystemExit):
     program.parse_args(argv + ['--out', 'unused'])
   assert match in capsys.readouterr().err
+
+
+def test_the_command_lines_sample_count_is_the_configs():
+  from meta_train import search as program
+  from meta_train import search_oneshot
+  assert program.ENAS_SAMPLES == search_oneshot.OneShotConfig().num_samples
