@@ -101,26 +101,23 @@ def _close(a, b):
                                atol=1e-6)
 
 
-@pytest.mark.parametrize('estimator', [
-    'pes',  # python -m meta_train's loop, stopped after 2 meta-steps on 4
-            # devices and resumed on 2
-    'es',  # l2l.meta_train(devices=...)
-])
-def test_four_devices_reach_one_devices_meta_params(four_devices, estimator):
+def test_four_devices_reach_one_devices_meta_params(four_devices):
+  """One test for every finding of the 4-device process, so that xdist runs
+  its module fixture (a subprocess) once, not once per worker."""
   assert four_devices['devices'] == 4
-  if estimator != 'es':
-    assert four_devices[estimator + '_split'] == 4  # problems on every device
-  _close(four_devices[estimator + '_4'], four_devices[estimator + '_1'])
-  # and the meta-params moved: the comparison is not of two fresh inits
-  fresh = four_devices.get(estimator + '_fresh') or jax.tree.leaves(
-      l2l.init_meta_params(jax.random.split(jax.random.key(0), 3)[0],
-                           design='free', hidden_size=4))
-  fresh = [np.asarray(x) for x in fresh]
-  assert any(not np.allclose(np.asarray(x), y)
-             for x, y in zip(four_devices[estimator + '_1'], fresh))
-
-
-def test_indivisible_problems_are_named(four_devices):
+  assert four_devices['pes_split'] == 4  # problems on every device
+  fresh = {'pes': jax.tree.leaves(l2l.init_meta_params(
+               jax.random.split(jax.random.key(0), 3)[0], design='free',
+               hidden_size=4)),
+           'es': four_devices['es_fresh']}
+  # 'pes': python -m meta_train's loop, stopped after 2 meta-steps on 4
+  # devices and resumed on 2; 'es': l2l.meta_train(devices=...).
+  for estimator in ('pes', 'es'):
+    _close(four_devices[estimator + '_4'], four_devices[estimator + '_1'])
+    # and the meta-params moved: the comparison is not of two fresh inits
+    assert any(not np.allclose(np.asarray(x), np.asarray(y)) for x, y in
+               zip(four_devices[estimator + '_1'], fresh[estimator])), estimator
+  # an indivisible problem count is named
   assert 'must be divisible by the number of devices, 4' in (
       four_devices['indivisible'])
   assert 'the 3 problems' in four_devices['indivisible']
