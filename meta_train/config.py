@@ -74,6 +74,11 @@ class TrainConfig:
       draws log-uniform per-tensor parameter scales in [0.1, 10] and a loss
       scale in [0.01, 100] (RNNprop, Lv et al. 2017; Celo, Moudgil et al.
       2025).
+    data_subsets: 0 (off), or the smallest subset size: each problem of a
+      data-set family trains on a random subset of its split, of
+      log-uniform size in ``[data_subsets, N]`` (``tasks.SubsetFamily``),
+      so that a fixed horizon spans several epoch counts; validation
+      problems are drawn the same way.
     random_horizons: draw each episode's length, in truncations, uniformly
       from ``1 .. 2 E - 1`` (``E = episode_length / unroll_length``, the
       mean), instead of a fixed ``E``.
@@ -109,6 +114,7 @@ class TrainConfig:
   preprocess_p: float = 10.0
   output_scale: float = 0.1
   augment: bool = False
+  data_subsets: int = 0
   random_horizons: bool = False
   seed: int = 0
   checkpoint_every: int = 200
@@ -155,7 +161,7 @@ class TrainConfig:
       raise ValueError(f'remat_chunk must be 0 (off) or a divisor of '
                        f'unroll_length {self.unroll_length}, got '
                        f'{self.remat_chunk}')
-    for name in ('validate_every', 'validate_steps'):
+    for name in ('validate_every', 'validate_steps', 'data_subsets'):
       if getattr(self, name) < 0:
         raise ValueError(f'{name} must be at least 0 (0: off or default), '
                          f'got {getattr(self, name)}')

@@ -1,6 +1,7 @@
 """Evaluation: a learned optimizer against learning-rate-tuned baselines.
 
-Each baseline (Adam, RMSprop, SGD, SGD with Nesterov momentum) is run at
+Each baseline (Adam, schedule-free AdamW judged at its evaluation params
+``x``, RMSprop, SGD, SGD with Nesterov momentum) is run at
 every learning rate of a half-decade grid, all rates at once under ``vmap``;
 the rate with the lowest mean final loss over seeds is the tuned one. The
 figure of merit is the final full-split training loss (the exact loss for
@@ -22,8 +23,25 @@ import l2l
 from meta_train import train as train_lib
 
 LR_GRID = tuple(m * 10.0**e for e in range(-4, 1) for m in (1, 3))
-BASELINES: Mapping[str, Callable[[float], optax.GradientTransformation]] = {
+
+
+class AtEvalParams(NamedTuple):
+  """An optax schedule-free optimizer (``optax.contrib.schedule_free``)
+  judged at its evaluation params ``x``
+  (``optax.contrib.schedule_free_eval_params``), which is what a user of
+  it evaluates and exports, instead of at the params ``y`` it trains."""
+  optimizer: optax.GradientTransformation
+
+
+def schedule_free_adamw(lr: float) -> AtEvalParams:
+  """Schedule-free AdamW (Defazio et al. 2024) at learning rate ``lr``, no
+  weight decay and no warm-up, judged at ``x``."""
+  return AtEvalParams(optax.contrib.schedule_free_adamw(lr, weight_decay=0.0))
+
+
+BASELINES: Mapping[str, Callable[[float], Any]] = {
     'adam': optax.adam,
+    'schedule_free_adamw': schedule_free_adamw,
     'rmsprop': optax.rmsprop,
     'sgd': optax.sgd,
     'nesterov': lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
@@ -62,6 +80,9 @@ AVERAGE_SUFFIX = '@x'
 def _judged(candidate):
   """``(optimizer, judge)``: ``judge(params, state)`` gives the params whose
   loss is recorded (the params themselves, or the average of AtAverage)."""
+  if isinstance(candidate, AtEvalParams):
+    return candidate.optimizer, lambda params, state: (
+        optax.contrib.schedule_free_eval_params(state, params))
   if isinstance(candidate, AtAverage):
     return candidate.optimizer, lambda params, state: l2l.averaged_params(
         params, state, candidate.meta_params)

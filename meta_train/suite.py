@@ -13,7 +13,8 @@ both. The ``dev`` cases (other structures, the training split, seeds from
 never reported as held out.
 
 Each case runs :func:`meta_train.evaluate.evaluate` (every candidate against
-Adam, RMSprop, SGD and Nesterov SGD with tuned learning rates) and writes
+Adam, schedule-free AdamW, RMSprop, SGD and Nesterov SGD with tuned learning
+rates) and writes
 ``<case>.json`` and ``<case>.png``; ``summary.json``, ``summary.md`` and
 ``summary.png`` hold one row per (case, candidate) and are rewritten after
 every case, so an interrupted run keeps what it finished::
@@ -208,7 +209,9 @@ def summarise(results_by_case: Mapping[str, dict]) -> list[dict]:
     ``candidate``, ``candidate_mean_final_loss``, ``candidate_diverged``,
     ``adam_mean_final_loss``, ``adam_lr``, ``best_baseline``,
     ``best_baseline_mean_final_loss``, ``beats_adam`` (candidate mean below
-    tuned Adam's; ``None`` without Adam) and ``adam_steps_ratio``.
+    tuned Adam's; ``None`` without Adam), ``adam_steps_ratio``, and the
+    same for tuned schedule-free AdamW: ``schedule_free_adamw_mean_final_loss``,
+    ``schedule_free_adamw_lr``, ``beats_schedule_free_adamw``.
   """
   rows = []
   for case_name, results in results_by_case.items():
@@ -218,6 +221,7 @@ def summarise(results_by_case: Mapping[str, dict]) -> list[dict]:
     best = min(baselines, key=lambda name: _score(
         optimizers[name]['mean_final_loss']), default=None)
     adam = optimizers.get('adam')
+    free = optimizers.get('schedule_free_adamw')
     for name, entry in optimizers.items():
       if entry['kind'] != 'candidate':
         continue
@@ -239,6 +243,12 @@ def summarise(results_by_case: Mapping[str, dict]) -> list[dict]:
           'beats_adam': (None if adam is None else
                          _score(mean) < _score(adam['mean_final_loss'])),
           'adam_steps_ratio': entry.get('adam_steps_ratio'),
+          'schedule_free_adamw_mean_final_loss': None if free is None else (
+              free['mean_final_loss']),
+          'schedule_free_adamw_lr': None if free is None else free['lr'],
+          'beats_schedule_free_adamw': (
+              None if free is None else
+              _score(mean) < _score(free['mean_final_loss'])),
       })
   return rows
 
@@ -254,8 +264,9 @@ def _fmt(value, spec: str = '.4g') -> str:
 def markdown(rows: Sequence[dict]) -> str:
   """A Markdown table of summary rows, then each candidate's win count."""
   lines = ['| case | steps | candidate | loss | diverged | Adam loss | Adam lr'
-           ' | best baseline | beats Adam | Adam steps ratio |',
-           '|---|---|---|---|---|---|---|---|---|---|']
+           ' | best baseline | beats Adam | Adam steps ratio | SF-AdamW loss'
+           ' (lr) | beats SF-AdamW |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|']
   for row in rows:
     best = row['best_baseline']
     best = '-' if best is None else (
@@ -266,15 +277,26 @@ def markdown(rows: Sequence[dict]) -> str:
         f'{row["candidate_diverged"]}/{row["num_seeds"]} | '
         f'{_fmt(row["adam_mean_final_loss"])} | {_fmt(row["adam_lr"], "g")} | '
         f'{best} | {_fmt(row["beats_adam"])} | '
-        f'{_fmt(row["adam_steps_ratio"], ".3g")} |')
-  wins = {}
-  for row in rows:
-    won, total = wins.get(row['candidate'], (0, 0))
-    wins[row['candidate']] = (won + bool(row['beats_adam']), total + 1)
+        f'{_fmt(row["adam_steps_ratio"], ".3g")} | '
+        f'{_free(row)} | {_fmt(row.get("beats_schedule_free_adamw"))} |')
   lines.append('')
-  lines.extend(f'{name} beats tuned Adam on {won}/{total} cases.'
-               for name, (won, total) in wins.items())
+  for key, baseline in (('beats_adam', 'Adam'),
+                        ('beats_schedule_free_adamw', 'schedule-free AdamW')):
+    wins = {}
+    for row in rows:
+      if row.get(key) is not None:
+        won, total = wins.get(row['candidate'], (0, 0))
+        wins[row['candidate']] = (won + row[key], total + 1)
+    lines.extend(f'{name} beats tuned {baseline} on {won}/{total} cases.'
+                 for name, (won, total) in wins.items())
   return '\n'.join(lines)
+
+
+def _free(row: dict) -> str:
+  loss = row.get('schedule_free_adamw_mean_final_loss')
+  if loss is None:
+    return '-'
+  return f'{_fmt(loss)} ({_fmt(row["schedule_free_adamw_lr"], "g")})'
 
 
 def _write_atomic(path: str, text: str) -> None:

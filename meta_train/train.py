@@ -49,6 +49,14 @@ HORIZON_STREAM = 0x686f72
 trainable_leaves = _fit.trainable_leaves
 
 
+def training_family(config: TrainConfig):
+  """The run's family, on random subsets of its split if ``data_subsets``."""
+  family = tasks.get_family(config.family)
+  if config.data_subsets:
+    family = augment.SubsetFamily(family, config.data_subsets)
+  return family
+
+
 class Trainer:
   """Builds the jitted functions of one run from its config, over ``mesh``
   (all devices when None)."""
@@ -57,7 +65,7 @@ class Trainer:
     self.config = config
     self.mesh = _parallel.task_mesh() if mesh is None else mesh
     _parallel.check_divisible(self.num_problems(config), self.mesh)
-    self.family = tasks.get_family(config.family)
+    self.family = training_family(config)
     if config.augment:
       self.family = augment.AugmentedFamily(self.family)
     self._episode_starts = _episode_starts(config)
@@ -358,7 +366,7 @@ class _Validation:
     config = trainer.config
     self.out_dir, self.saved, self.config = out_dir, saved, config
     self.validator = validation_lib.Validator(
-        tasks.get_family(config.family), config.validate_problems,
+        training_family(config), config.validate_problems,
         config.validate_steps or config.episode_length,
         config.optimizer_kwargs)
     self.records = validation_lib.read_log(out_dir, before=start + 1)

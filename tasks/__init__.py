@@ -10,7 +10,8 @@ built by name with :func:`get_family`:
 from typing import Any, Callable
 
 
-from tasks.augment import AugmentedFamily, AugmentedTask, augment_task
+from tasks.augment import (AugmentedFamily, AugmentedTask, SubsetFamily,
+                           SubsetTask, augment_task)
 from tasks.base import Params, Problem, Task, TaskFamily
 from tasks.conv import ConvFamily, ConvTask
 from tasks.data import (DATA_DIR_ENV, DATASETS, cifar10, digits, mnist,
@@ -63,6 +64,8 @@ __all__ = (
     "SequenceFamily",
     "SequenceTask",
     "SingleTaskFamily",
+    "SubsetFamily",
+    "SubsetTask",
     "Task",
     "TaskFamily",
     "XSquaredFamily",

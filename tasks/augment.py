@@ -29,9 +29,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import struct
 
 from l2l._fit import traceable_task
+from tasks import _common
 from tasks.base import Task, TaskFamily
 
 #: Default ranges (low, high) of the log-uniform parameter and loss scales.
@@ -161,6 +163,111 @@ class AugmentedFamily:
     return augment_task(self.family.sample_task(rng), rng,
                    param_scale_range=self.param_scale_range,
                    loss_scale_range=self.loss_scale_range)
+
+
+@struct.dataclass
+class SubsetTask:
+  """A data-set classifier trained on a random subset of its split.
+
+  Each problem draws a subset size :math:`n` log-uniformly in
+  ``[min_examples, N]`` (``N`` the split's size) and an offset :math:`o`;
+  the problem's examples are those at positions :math:`o, o + 1, \\dots,
+  o + n - 1` (mod ``N``). The split's order is random, so this is a random
+  subset. Minibatches are drawn from it with replacement, and
+  ``full_loss`` is the mean over it. The size and offset are traced data,
+  so problems of every size share one compiled program. A fixed number of
+  steps is then a different number of epochs on each problem, so the
+  meta-training distribution covers the regimes of small and large data
+  (a learned optimizer meta-trained on 4000 examples does not carry over
+  to 1000: ``docs/research_log.md``).
+
+  Attributes:
+    task: a classifier with ``x`` ``(N, ...)``, ``y`` ``(N,)``,
+      ``batch_size`` and ``apply(params, x)`` (``tasks.MLPTask``,
+      ``tasks.ConvTask``).
+    min_examples: smallest subset size (static int, ``1 <= min_examples <=
+      N``).
+  """
+  task: Task
+  min_examples: int = struct.field(pytree_node=False, default=500)
+
+  @property
+  def name(self) -> str:
+    return f'subset{self.min_examples}_{self.task.name}'
+
+  @property
+  def num_examples(self) -> int:
+    return int(self.task.x.shape[0])
+
+  def init_params(self, key: jax.Array):
+    return self.task.init_params(key)
+
+  def sample_problem(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Returns ``(n, o)``: int32 scalars, the subset's size and offset."""
+    size_key, offset_key = jax.random.split(key)
+    low, high = np.log(self.min_examples), np.log(self.num_examples + 1)
+    n = jnp.exp(jax.random.uniform(size_key, (), jnp.float32, low, high))
+    n = jnp.clip(jnp.floor(n).astype(jnp.int32), self.min_examples,
+                 self.num_examples)
+    return n, jax.random.randint(offset_key, (), 0, self.num_examples)
+
+  def loss(self, params, problem, key: jax.Array) -> jax.Array:
+    """Mean cross-entropy on ``batch_size`` examples of the subset."""
+    n, offset = problem
+    index = jax.random.randint(key, (self.task.batch_size,), 0, n)
+    index = (offset + index) % self.num_examples
+    return _common.cross_entropy(
+        self.task.apply(params, self.task.x[index]), self.task.y[index])
+
+  def full_loss(self, params, problem) -> jax.Array:
+    """Mean cross-entropy over the subset's examples."""
+    n, offset = problem
+    position = (jnp.arange(self.num_examples) - offset) % self.num_examples
+    weights = (position < n).astype(jnp.float32)
+    logits = self.task.apply(params, self.task.x)
+    losses = optax.softmax_cross_entropy_with_integer_labels(
+        logits, self.task.y)
+    return jnp.sum(weights * losses) / jnp.sum(weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class SubsetFamily:
+  """Draws a task of ``family`` and trains it on random subsets of its
+  split (:class:`SubsetTask`).
+
+  Attributes:
+    family: a family of data-set classifiers (``mnist1d_mlp``,
+      ``digits_conv``, ...).
+    min_examples: smallest subset size.
+
+  Raises:
+    TypeError: ``family`` has no ``sample_task``, or its tasks have no data
+      set (``x``, ``y``, ``apply``).
+    ValueError: ``min_examples`` is not in ``1 .. N``.
+  """
+  family: TaskFamily
+  min_examples: int = 500
+
+  def __post_init__(self):
+    if not callable(getattr(self.family, 'sample_task', None)):
+      raise TypeError(f'SubsetFamily needs a task family (sample_task), '
+                      f'got {type(self.family).__name__}')
+
+  @property
+  def name(self) -> str:
+    return f'subset{self.min_examples}_{self.family.name}'
+
+  def sample_task(self, rng: np.random.Generator) -> SubsetTask:
+    task = self.family.sample_task(rng)
+    if not all(hasattr(task, a) for a in ('x', 'y', 'apply', 'batch_size')):
+      raise TypeError(f'SubsetFamily needs data-set classifiers (x, y, apply, '
+                      f'batch_size); {self.family.name} gives '
+                      f'{type(task).__name__}')
+    size = int(task.x.shape[0])
+    if not 1 <= self.min_examples <= size:
+      raise ValueError(f'min_examples must be in 1..{size} (the split of '
+                       f'{self.family.name}), got {self.min_examples}')
+    return SubsetTask(task, int(self.min_examples))
 
 
 def horizons(rng: np.random.Generator, mean: int, count: int) -> np.ndarray:

@@ -155,3 +155,66 @@ def test_meta_train_flags_augment_and_randomise_horizons():
                                                episode_length=20))
   assert [fixed.episode_of(s) for s in (0, 3, 4, 9)] == [
       (0, 0), (0, 3), (1, 0), (2, 1)]
+
+
+def _subset_task(num_examples: int, min_examples: int):
+  """A linear classifier on ``num_examples`` random inputs, trained on
+  random subsets of at least ``min_examples``."""
+  x = jax.random.normal(jax.random.key(0), (num_examples, 3))
+  base = tasks.MLPTask(x=x, y=jnp.ones(num_examples, jnp.int32),
+                       hidden_sizes=(), batch_size=16, name='linear')
+  return tasks.SubsetTask(base, min_examples)
+
+
+def _confident(task):
+  """Zero weights and a head bias of 10 on class 0: an example labelled 0
+  costs ~4.5e-4, one labelled 1 costs ~10."""
+  params = task.init_params(jax.random.key(1))
+  params = jax.tree.map(jnp.zeros_like, params)
+  params['head']['b'] = params['head']['b'].at[0].set(10.0)
+  return params
+
+
+@pytest.mark.parametrize('num_examples, min_examples', [
+    (200, 20), (200, 200), (57, 1)])
+def test_subset_problems_train_on_their_subset_only(num_examples,
+                                                    min_examples):
+  task = _subset_task(num_examples, min_examples)
+  params = _confident(task)
+  relabelled = lambda y: task.replace(task=task.task.replace(y=y))
+  loss = jax.jit(lambda y, problem, key: relabelled(y).loss(
+      params, problem, key))
+  full_loss = jax.jit(lambda y, problem: relabelled(y).full_loss(
+      params, problem))
+  sizes = []
+  for seed in range(8):
+    size, offset = problem = task.sample_problem(jax.random.key(seed))
+    assert size.dtype == jnp.int32 and size.shape == offset.shape == ()
+    assert min_examples <= int(size) <= num_examples
+    assert 0 <= int(offset) < num_examples
+    sizes.append(int(size))
+    # Label 0 (cheap) exactly on the subset's positions, 1 (dear) elsewhere.
+    inside = (np.arange(num_examples) - int(offset)) % num_examples < int(size)
+    y = jnp.asarray(np.where(inside, 0, 1), jnp.int32)
+    assert float(full_loss(y, problem)) < 1e-3
+    assert float(full_loss(1 - y, problem)) > 9
+    for key in range(4):
+      batch = loss(y, problem, jax.random.key(key))
+      assert batch.shape == () and float(batch) < 1e-3
+  # Problems of every size ran one compiled program.
+  assert loss._cache_size() == 1 and full_loss._cache_size() == 1
+  if min_examples < num_examples:
+    assert len(set(sizes)) > 3  # sizes vary across problems
+
+
+def test_subset_family_errors():
+  family = tasks.get_family('mnist1d_mlp_paper')
+  with pytest.raises(ValueError, match='min_examples must be in 1..4000'):
+    tasks.SubsetFamily(family, 5000).sample_task(np.random.default_rng(0))
+  with pytest.raises(TypeError, match='data-set classifiers'):
+    tasks.SubsetFamily(tasks.get_family('quadratic')).sample_task(
+        np.random.default_rng(0))
+  with pytest.raises(TypeError, match='needs a task family'):
+    tasks.SubsetFamily(object())
+  task = tasks.SubsetFamily(family, 500).sample_task(np.random.default_rng(0))
+  assert task.name.startswith('subset500_mnist1d_mlp')

@@ -163,11 +163,27 @@ def test_summarise_and_markdown():
   assert 'other beats tuned Adam on 0/1 cases.' in text
 
 
+def test_summarise_against_schedule_free_adamw():
+  rows = suite.summarise({'c': _results('x', {
+      'mine': _entry('candidate', 0.5), 'other': _entry('candidate', 2.0),
+      'adam': _entry('baseline', 0.4, lr=0.01),
+      'schedule_free_adamw': _entry('baseline', 1.0, lr=0.3)})})
+  mine, other = rows
+  assert mine['schedule_free_adamw_mean_final_loss'] == 1.0
+  assert mine['schedule_free_adamw_lr'] == 0.3
+  assert mine['beats_schedule_free_adamw'] is True and not mine['beats_adam']
+  assert other['beats_schedule_free_adamw'] is False
+  text = suite.markdown(rows)
+  assert '| c | 50 | mine | 0.5 | 0/3 | 0.4 | 0.01 | adam (0.4) | no | - | 1 (0.3) | yes |' in text
+  assert 'mine beats tuned schedule-free AdamW on 1/1 cases.' in text
+  assert 'other beats tuned schedule-free AdamW on 0/1 cases.' in text
+
+
 def test_summarise_without_adam():
   rows = suite.summarise({'c': _results('x', {
       'mine': _entry('candidate', 1.0)})})
   assert rows[0]['beats_adam'] is None and rows[0]['best_baseline'] is None
-  assert '| c | 50 | mine | 1 | 0/3 | - | - | - | - | - |' in (
+  assert '| c | 50 | mine | 1 | 0/3 | - | - | - | - | - | - | - |' in (
       suite.markdown(rows))
 
 
