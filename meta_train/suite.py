@@ -324,7 +324,8 @@ def write_summary(rows: Sequence[dict], out_dir: str,
 def run_suite(cases: Sequence[Case], candidates: Mapping[str, Any], *,
               num_seeds: int, out_dir: str, progress: bool = True,
               metadata: Mapping[str, Any] | None = None,
-              first_seed: int = 0) -> list[dict]:
+              first_seed: int = 0,
+              baselines: Mapping[str, Any] | None = None) -> list[dict]:
   """Evaluates every candidate on every case; writes reports and a summary.
 
   Args:
@@ -337,6 +338,8 @@ def run_suite(cases: Sequence[Case], candidates: Mapping[str, Any], *,
     progress: Show a progress bar over cases.
     metadata: Extra entries for ``summary.json``.
     first_seed: The first evaluation seed.
+    baselines: name -> ``lr -> optax transform`` (default:
+      ``evaluate.BASELINES``, all five).
 
   Returns:
     The rows of :func:`summarise`.
@@ -354,7 +357,10 @@ def run_suite(cases: Sequence[Case], candidates: Mapping[str, Any], *,
       results = evaluate.evaluate(family, candidates,
                                   num_steps=case.num_steps,
                                   seeds=range(first_seed,
-                                              first_seed + num_seeds))
+                                              first_seed + num_seeds),
+                                  baselines=(evaluate.BASELINES
+                                             if baselines is None
+                                             else baselines))
       results['case'] = case._asdict()
       evaluate.write_report(results, out_dir, stem=case.name)
       results_by_case[case.name] = results
@@ -370,7 +376,8 @@ def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(
       prog='python -m meta_train.suite',
       description='Run a named suite of evaluation cases: learned optimizers '
-      'against tuned Adam, RMSprop, SGD and Nesterov SGD.')
+      'against tuned Adam, schedule-free AdamW, RMSprop, SGD and Nesterov '
+      'SGD.')
   parser.add_argument('--suite', default='paper', choices=suite_names(),
                       help='which cases to run')
   parser.add_argument('--seeds', type=int, default=3,
@@ -382,6 +389,10 @@ def main(argv=None) -> list[dict]:
                       'shipped optimizer')
   parser.add_argument('--only', nargs='+', metavar='CASE',
                       help='run only these cases of the suite')
+  parser.add_argument('--baselines', nargs='+', metavar='NAME',
+                      choices=tuple(evaluate.BASELINES),
+                      default=tuple(evaluate.BASELINES),
+                      help='tuned baselines to run (default: all of %(choices)s)')
   parser.add_argument('--no-progress', dest='progress', action='store_false')
   args = parser.parse_args(argv)
   if args.seeds < 1:
@@ -394,8 +405,11 @@ def main(argv=None) -> list[dict]:
   rows = run_suite(cases, candidates, num_seeds=args.seeds, out_dir=args.out,
                    progress=args.progress,
                    metadata={'suite': args.suite,
-                             'candidates': candidate_names(args.candidates)},
-                   first_seed=DEV_SEEDS[0] if args.suite == 'dev' else 0)
+                             'candidates': candidate_names(args.candidates),
+                             'baselines': list(args.baselines)},
+                   first_seed=DEV_SEEDS[0] if args.suite == 'dev' else 0,
+                   baselines={name: evaluate.BASELINES[name]
+                              for name in args.baselines})
   print(markdown(rows))
   print(f'wrote {os.path.join(args.out, "summary.json")} and summary.md')
   return rows

@@ -109,6 +109,21 @@ def test_a_candidate_at_its_average_is_judged_at_averaged_params():
   assert at_x[0] == at_y[0] and abs(at_x[-1] - at_y[-1]) > 1e-3
 
 
+def test_schedule_free_adamw_baseline_is_judged_at_its_eval_params():
+  """The baseline records the loss at optax's schedule-free x, not at y."""
+  baseline = evaluate.BASELINES['schedule_free_adamw'](0.1)
+  assert isinstance(baseline, evaluate.AtEvalParams)
+  task, key = evaluate.eval_problem(tasks.get_family('quadratic'), 2)
+  problem, params, state = evaluate.train(task, baseline.optimizer, key, 9)
+  at_x = evaluate.trajectory(task, baseline, key, 9)
+  at_y = evaluate.trajectory(task, baseline.optimizer, key, 9)
+  x = optax.contrib.schedule_free_eval_params(state, params)
+  np.testing.assert_allclose(at_x[-1], task.full_loss(x, problem), rtol=1e-5)
+  np.testing.assert_allclose(at_y[-1], task.full_loss(params, problem),
+                             rtol=1e-5)
+  assert at_x[0] == at_y[0] and abs(at_x[-1] - at_y[-1]) > 1e-3
+
+
 def test_only_free_designs_are_judged_at_their_average():
   with pytest.raises(ValueError, match='paper2016@x: cannot be judged'):
     evaluate.load_candidates(['paper2016@x'])
@@ -195,6 +210,7 @@ def test_command_line_runs_one_case(tmp_path, monkeypatch, capsys):
   out = tmp_path / 'suite'
   rows = suite.main(['--suite', 'all', '--seeds', '2', '--out', str(out),
                      '--only', 'tiny_quadratic', '--candidates', 'default',
+                     '--baselines', 'adam', 'schedule_free_adamw',
                      '--no-progress'])
   for name in ('summary.json', 'summary.md', 'summary.png',
                'tiny_quadratic.json', 'tiny_quadratic.png'):
@@ -215,6 +231,11 @@ def test_command_line_runs_one_case(tmp_path, monkeypatch, capsys):
   with open(out / 'tiny_quadratic.json') as f:
     case = json.load(f)
   assert case['seeds'] == [0, 1] and case['num_steps'] == 20
+  assert set(case['optimizers']) == {'default', 'adam', 'schedule_free_adamw'}
+  assert summary['baselines'] == ['adam', 'schedule_free_adamw']
+  assert rows[0]['beats_schedule_free_adamw'] == (
+      rows[0]['candidate_mean_final_loss']
+      < case['optimizers']['schedule_free_adamw']['mean_final_loss'])
   assert case['case']['name'] == 'tiny_quadratic'
   assert rows[0]['adam_mean_final_loss'] == case['optimizers']['adam'][
       'mean_final_loss']
