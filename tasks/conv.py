@@ -4,6 +4,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
@@ -16,6 +17,25 @@ Params = dict[str, dict[str, jax.Array]]
 def _with_channels(x: jax.Array) -> jax.Array:
   """Gives channel-less sequences ``(B, L)`` a channel axis ``(B, L, 1)``."""
   return x[..., None] if x.ndim == 2 else x
+
+
+def _conv(h: jax.Array, w: jax.Array, strides: tuple[int, ...],
+          dimension_numbers: tuple[str, str, str]) -> jax.Array:
+  """SAME convolution of channels-last ``h`` with kernel ``w`` (spatial...,
+  in, out), as image patches times a matrix.
+
+  Equal to ``lax.conv_general_dilated`` up to float rounding; written this
+  way because JAX 0.10 cannot batch the weight gradient of a convolution
+  whose inputs and weights are batched by one ``vmap`` (the problems) and
+  whose weights alone are batched by an outer one (ES perturbations) inside
+  a meta-step over a device mesh (``NotImplementedError`` in its batching
+  rule); the patches are a convolution with a constant kernel, and the
+  product a plain matmul, which batch everywhere.
+  """
+  patches = jax.lax.conv_general_dilated_patches(
+      h, w.shape[:-2], strides, "SAME", dimension_numbers=dimension_numbers)
+  # The patches' features run over (in channel, spatial...), in that order.
+  return patches @ jnp.moveaxis(w, -2, 0).reshape(-1, w.shape[-1])
 
 
 @struct.dataclass
@@ -81,9 +101,7 @@ class ConvTask(_common.DatasetClassifier):
     strides = (2,) * (h.ndim - 2)
     for i in range(len(self.channels)):
       layer = params[f"conv_{i}"]
-      h = jax.lax.conv_general_dilated(
-          h, layer["w"], strides, "SAME",
-          dimension_numbers=self._dimension_numbers())
+      h = _conv(h, layer["w"], strides, self._dimension_numbers())
       h = act(h + layer["b"].reshape((1,) * (h.ndim - 1) + (-1,)))
     return _common.dense(params["head"], h.reshape(h.shape[0], -1))
 

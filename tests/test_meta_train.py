@@ -244,7 +244,8 @@ def test_command_line_trains_evaluates_and_plots(tmp_path, capsys):
     assert (tmp_path / name).stat().st_size > 0, name
   with open(tmp_path / 'eval.json') as f:
     results = json.load(f)
-  assert set(results['optimizers']) == {'adam', 'rmsprop', 'sgd', 'nesterov',
+  assert set(results['optimizers']) == {'adam', 'schedule_free_adamw',
+                                        'rmsprop', 'sgd', 'nesterov',
                                         os.path.basename(tmp_path),
                                         'meta_params_initial'}
   assert len(results['optimizers']['adam']['final_losses']) == 3
@@ -321,6 +322,31 @@ def test_validation_keeps_the_best_meta_params_and_resumes(tmp_path):
                             progress=False)
   assert _validation_log(tmp_path / 'split') == records
   chex.assert_trees_all_equal(l2l.load_meta_params(resumed)[0], meta_params)
+
+
+@pytest.mark.parametrize('family, data_subsets', [
+    ('mnist1d_mlp_paper', 500), ('digits_conv', 300)])
+def test_per_family_command_at_toy_size(tmp_path, family, data_subsets):
+  """The README's per-family command (compact design, ES, subsets of the
+  split, validation), shrunk: it trains and validates on subset problems
+  and records the option in the manifest."""
+  out = tmp_path / family
+  cli.main(['--family', family, '--design', 'compact', '--hidden-size', '2',
+            '--estimator', 'es', '--es-pairs', '1', '--num-tasks', '2',
+            '--unroll-length', '4', '--episode-length', '4',
+            '--meta-steps', '2', '--validate-every', '2',
+            '--validate-problems', '2', '--validate-steps', '4',
+            '--train-only', 'output', '--data-subsets', str(data_subsets),
+            '--no-eval', '--no-progress', '--out', str(out)])
+  _, manifest = l2l.load_meta_params(out / 'meta_params.npz')
+  assert manifest['train_config']['data_subsets'] == data_subsets
+  assert manifest['meta_steps'] == 2 and manifest['config']['design'] == 'compact'
+  assert [r['step'] for r in _validation_log(out)] == [0, 2]
+  config = config_lib.TrainConfig(family=family, data_subsets=data_subsets)
+  task = train_lib.Trainer(config).task(0)
+  assert isinstance(task, tasks.SubsetTask)
+  assert task.min_examples == data_subsets
+  assert (out / 'meta_training.png').stat().st_size > 0
 
 
 def test_validation_scores_a_known_optimizer():

@@ -328,3 +328,20 @@ def test_fixed_structure_families_draw_one_structure(name, structure):
   family = tasks.get_family(name)
   names = {family.sample_task(np.random.default_rng(i)).name for i in range(5)}
   assert names == {structure}
+
+
+@pytest.mark.parametrize('shape, kernel', [((5, 8, 8, 3), (3, 3)),
+                                           ((5, 40, 1), (3,)),
+                                           ((2, 7, 5, 2), (5, 5))])
+def test_conv_as_patches_equals_lax_conv(shape, kernel):
+  from tasks import conv
+  spatial = 'HW'[-len(kernel):]
+  numbers = ('N' + spatial + 'C', spatial + 'IO', 'N' + spatial + 'C')
+  h = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), kernel + (shape[-1], 7))
+  strides = (2,) * len(kernel)
+  want = jax.lax.conv_general_dilated(h, w, strides, 'SAME',
+                                      dimension_numbers=numbers)
+  got = conv._conv(h, w, strides, numbers)
+  assert got.shape == want.shape and got.dtype == want.dtype
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
