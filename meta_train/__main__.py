@@ -5,6 +5,7 @@ import os
 import sys
 
 import jax
+import numpy as np
 
 from meta_train import config as config_lib
 from meta_train import evaluate
@@ -43,7 +44,9 @@ def main(argv=None) -> None:
   try:  # input errors as the tool's messages, not tracebacks
     config = config_lib.from_arguments(args)
     train.Trainer.check_devices(config, args.devices)
-  except ValueError as e:
+    if config.data_subsets:  # a family of data sets, with enough examples
+      train.training_family(config).sample_task(np.random.default_rng(0))
+  except (ValueError, TypeError) as e:
     parser.error(str(e))
   command = ' '.join(['python -m meta_train'] + list(
       sys.argv[1:] if argv is None else argv))

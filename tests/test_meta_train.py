@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import shutil
 
 import chex
@@ -347,6 +348,19 @@ def test_per_family_command_at_toy_size(tmp_path, family, data_subsets):
   assert isinstance(task, tasks.SubsetTask)
   assert task.min_examples == data_subsets
   assert (out / 'meta_training.png').stat().st_size > 0
+
+
+@pytest.mark.parametrize('family, data_subsets, message', [
+    ('quadratic', 10, 'needs data-set classifiers'),
+    ('mnist1d_mlp_paper', 5000, r'min_examples must be in 1\.\.4000'),
+    ('mnist1d_mlp_paper', -1, 'data_subsets must be at least 0')])
+def test_data_subsets_are_checked_before_training(tmp_path, capsys, family,
+                                                  data_subsets, message):
+  with pytest.raises(SystemExit):
+    cli.main(['--family', family, '--data-subsets', str(data_subsets),
+              '--out', str(tmp_path / 'run')])
+  assert re.search(message, capsys.readouterr().err)
+  assert not (tmp_path / 'run').exists()
 
 
 def test_validation_scores_a_known_optimizer():
