@@ -134,10 +134,13 @@ def trajectory(task, optimizer, key: jax.Array, num_steps: int) -> jax.Array:
   return jnp.concatenate([loss(carry)[None], losses])
 
 
-def _run_grid(make, task, key, num_steps, lr_grid) -> np.ndarray:
-  run = jax.jit(jax.vmap(
-      lambda lr: trajectory(task, make(lr), key, num_steps)))
-  return np.asarray(run(jnp.asarray(lr_grid, jnp.float32)))
+def _grid_runner(make, num_steps):
+  """``(lrs, task, key) -> losses [lr, points]``; the task and key are
+  arguments, not constants, so that every problem of a structure runs one
+  compiled program."""
+  return jax.jit(jax.vmap(
+      lambda lr, task, key: trajectory(task, make(lr), key, num_steps),
+      in_axes=(0, None, None)))
 
 
 def _summary(curves: np.ndarray) -> dict:
@@ -190,9 +193,11 @@ def evaluate(family, candidates: Mapping[str, optax.GradientTransformation],
     run = jax.jit(lambda task, key: trajectory(task, optimizer, key, num_steps))
     curves = np.stack([np.asarray(run(t, k)) for t, k in problems])
     results['optimizers'][name] = {'kind': 'candidate', **_summary(curves)}
+  lrs = jnp.asarray(lr_grid, jnp.float32)
   for name, make in baselines.items():
-    grid = np.stack([_run_grid(make, t, k, num_steps, lr_grid)
-                     for t, k in problems], axis=1)  # [lr, seed, points]
+    run = _grid_runner(make, num_steps)
+    grid = np.stack([np.asarray(run(lrs, t, k)) for t, k in problems],
+                    axis=1)  # [lr, seed, points]
     finals = grid[:, :, -1]
     score = np.where(np.isfinite(finals), finals, np.inf).mean(1)
     best = int(np.argmin(score))
