@@ -179,12 +179,19 @@ def _tiny_hyper_state(task, num_tasks=4):
                             inner, jnp.zeros([], jnp.int32))
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled(step_fn, **kw):
+  """One jitted step per (step_fn, options), so that tests that run a step
+  on several states of one shape compile it once."""
+  return jax.jit(functools.partial(
+      step_fn, optimizer_fn=l2l.lstm_optimizer, meta_optimizer=optax.sgd(1.0),
+      unroll_length=6, **{'log_losses': True, **kw}))
+
+
 def _estimate(step_fn, state, **kw):
   """The meta-gradient a step used: with sgd(1) it is old - new params."""
-  new, metrics = jax.jit(functools.partial(
-      step_fn, optimizer_fn=l2l.lstm_optimizer, meta_optimizer=optax.sgd(1.0),
-      unroll_length=6, **{'log_losses': True, **kw}))(state, ScaledSquare(),
-                                                jax.random.key(2))
+  new, metrics = _compiled(step_fn, **kw)(state, ScaledSquare(),
+                                          jax.random.key(2))
   flat = lambda t: jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(t)])
   return flat(state.meta_params) - flat(new.meta_params), metrics
 
