@@ -24,6 +24,12 @@ SMALL = config_lib.TrainConfig(family='quadratic', meta_steps=10, num_tasks=3,
                                checkpoint_every=4)
 
 
+TWO_STRUCTURES = dataclasses.replace(
+    SMALL, family='quadratic+x_squared', seed=1, meta_steps=4,
+    episode_length=10, num_tasks=2, design='paper', hidden_size=4,
+    num_layers=1)
+
+
 def _log(out_dir):
   with open(os.path.join(out_dir, train_lib.LOG)) as f:
     return [json.loads(line) for line in f]
@@ -32,10 +38,9 @@ def _log(out_dir):
 @pytest.mark.parametrize('config, stop_after', [
     (SMALL, 6),  # mid-episode, between checkpoints
     # Seed 1 draws a quadratic, then x^2: another task structure, resumed
-    # in the second episode.
-    (dataclasses.replace(SMALL, family='quadratic+x_squared', seed=1,
-                         meta_steps=4, episode_length=10, num_tasks=2),
-     3),
+    # in the second episode (on the paper design, whose two programs
+    # compile in a third of the free design's time).
+    (TWO_STRUCTURES, 3),
     (dataclasses.replace(SMALL, design='hyper', estimator='es', es_pairs=2,
                          hidden_size=4, meta_steps=5, episode_length=10),
      3),  # evolution strategies on the hyper design
@@ -266,8 +271,7 @@ def test_dropping_compiled_programs_changes_nothing(tmp_path, monkeypatch):
   # quadratic's is dropped and compiled again. The config is the two-
   # structure resume case's but for its length, so that the test run's
   # compilation cache holds these programs once.
-  config = dataclasses.replace(SMALL, family='quadratic+x_squared', seed=1,
-                               meta_steps=8, episode_length=10, num_tasks=2)
+  config = dataclasses.replace(TWO_STRUCTURES, meta_steps=8)
   kept = train_lib.train(config, tmp_path / 'kept', progress=False)
   monkeypatch.setattr(train_lib, 'MAX_COMPILED_STRUCTURES', 1)
   dropped = train_lib.train(config, tmp_path / 'dropped', progress=False)
