@@ -93,11 +93,8 @@ def _initial(key=0):
 
 @pytest.mark.parametrize('estimator, task', [
     ('es', TASK), ('bptt', PlainQuadratic()), ('bptt', LeastSquaresFamily()),
-    ('pes', LeastSquaresFamily())])
+    ('pes', TASK), ('pes', LeastSquaresFamily())])
 def test_meta_train_returns_meta_params_like_its_input(estimator, task):
-  """Every estimator; a pytree task (TASK), a task that is not a pytree
-  and a family of tasks (PES on a family covers what PES on TASK did: a
-  family's tasks are pytree tasks)."""
   start = _initial()
   seen = []
   meta_params, log = l2l.meta_train(
