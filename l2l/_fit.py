@@ -20,7 +20,7 @@ from l2l._meta import es_meta_step, init_inner_states, meta_step
 from l2l._meta import MetaTrainState
 from l2l._network import DESIGNS, init_meta_params
 from l2l._parallel import check_divisible, constrain, host_task, split
-from l2l._parallel import task_mesh
+from l2l._parallel import state_shardings, task_mesh
 from l2l._pes import pes_meta_step, pes_start
 from l2l._transform import lstm_optimizer
 
@@ -205,9 +205,14 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
   # A copy: the step donates its input buffers.
   meta_params = (init_meta_params(keys[0], design=design) if meta_params is None
                  else jax.tree.map(jnp.array, meta_params))
+  # Placed as the step returns them, so that no later step or episode
+  # compiles again for other input shardings.
+  meta_params = jax.device_put(meta_params, jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec()))
   state = start_episode(estimator, MetaTrainState(
       meta_params, meta_optimizer.init(meta_params), None,
       jnp.zeros([], jnp.int32)), new_inner(meta_params, 0))
+  state = jax.device_put(state, state_shardings(state, mesh))
   log, pending = {name: [] for name in METRICS}, None
   for step in range(meta_steps):
     episode, offset = divmod(step, truncations_per_episode)

@@ -114,6 +114,26 @@ def test_meta_train_returns_meta_params_like_its_input(estimator, task):
   chex.assert_trees_all_equal(start, _initial())
 
 
+def test_meta_train_compiles_its_step_once():
+  """The state enters the first step placed as the step returns it, so
+  later steps and episodes do not trace (and compile) the step again."""
+  traces = []
+
+  class Counted(PlainQuadratic):
+    def loss(self, params, problem, key):
+      traces.append(None)  # runs when traced only
+      return super().loss(params, problem, key)
+
+  counts = []
+  for meta_steps in (1, 4):
+    traces.clear()
+    l2l.meta_train(Counted(), meta_params=_initial(), estimator='bptt',
+                   meta_steps=meta_steps, num_tasks=2, unroll_length=5,
+                   truncations_per_episode=2)
+    counts.append(len(traces))
+  assert counts[0] > 0 and counts[0] == counts[1], counts
+
+
 def test_es_lowers_the_meta_loss():
   # One fixed problem: the meta-loss depends on the meta-params only.
   _, log = l2l.meta_train(LeastSquares(fixed=True), meta_params=_initial(),
