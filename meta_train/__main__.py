@@ -5,7 +5,6 @@ import os
 import sys
 
 import jax
-import numpy as np
 
 from meta_train import config as config_lib
 from meta_train import evaluate
@@ -44,8 +43,8 @@ def main(argv=None) -> None:
   try:  # input errors as the tool's messages, not tracebacks
     config = config_lib.from_arguments(args)
     train.Trainer.check_devices(config, args.devices)
-    if config.data_subsets:  # a family of data sets, with enough examples
-      train.training_family(config).sample_task(np.random.default_rng(0))
+    if config.data_subsets:  # checked when the family is built
+      train.training_family(config)
   except (ValueError, TypeError) as e:
     parser.error(str(e))
   command = ' '.join(['python -m meta_train'] + list(

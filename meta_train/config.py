@@ -78,7 +78,8 @@ class TrainConfig:
       data-set family trains on a random subset of its split, of
       log-uniform size in ``[data_subsets, N]`` (``tasks.SubsetFamily``),
       so that a fixed horizon spans several epoch counts; validation
-      problems are drawn the same way.
+      problems are drawn the same way. In a mixture, only the member
+      families of data sets train on subsets.
     random_horizons: draw each episode's length, in truncations, uniformly
       from ``1 .. 2 E - 1`` (``E = episode_length / unroll_length``, the
       mean), instead of a fixed ``E``.

@@ -28,6 +28,7 @@ import math
 import os
 from typing import Any, Mapping, NamedTuple, Sequence
 
+import numpy as np
 import tqdm
 
 from meta_train import evaluate
@@ -253,6 +254,88 @@ def summarise(results_by_case: Mapping[str, dict]) -> list[dict]:
   return rows
 
 
+def seed_scores(results_by_case: Mapping[str, dict]) -> dict[str, dict]:
+  """Each candidate's score over the cases, per evaluation seed.
+
+  The score of one seed is the mean over cases of
+  ``clip(log(loss_s / adam), -1, 1)``: the log of the candidate's final loss
+  on that seed's problem over tuned Adam's mean final loss on the case,
+  clipped as in the dev score (``meta_train.validate``; a non-finite loss
+  counts as 10). Lower is better; below 0 beats tuned Adam on average. The
+  spread of the per-seed scores is the seed-to-seed noise; two candidates
+  judged on the same problems are compared by their per-seed differences.
+
+  Args:
+    results_by_case: case name -> :func:`evaluate.evaluate` results with
+      tuned Adam among the optimizers and the same seeds for every
+      candidate.
+
+  Returns:
+    candidate -> ``{'per_seed': [...], 'mean', 'sem'}`` (``sem``: the
+    standard error of the mean over seeds; 0 for one seed); empty without
+    cases.
+
+  Raises:
+    ValueError: a case has no tuned Adam.
+  """
+  from meta_train import validate  # pylint: disable=g-import-not-at-top
+  terms: dict[str, list[np.ndarray]] = {}
+  for case_name, results in results_by_case.items():
+    optimizers = results['optimizers']
+    if 'adam' not in optimizers:
+      raise ValueError(f'case {case_name} has no tuned Adam to score against')
+    adam = optimizers['adam']['mean_final_loss']
+    for name, entry in optimizers.items():
+      if entry['kind'] == 'candidate':
+        terms.setdefault(name, []).append(np.array([
+            validate._score_term(float(loss), adam)  # pylint: disable=protected-access
+            for loss in entry['final_losses']]))
+  scores = {}
+  for name, per_case in terms.items():
+    per_seed = np.mean(np.stack(per_case), axis=0)
+    sem = (float(np.std(per_seed, ddof=1) / np.sqrt(len(per_seed)))
+           if len(per_seed) > 1 else 0.0)
+    scores[name] = {'per_seed': per_seed.tolist(),
+                    'mean': float(np.mean(per_seed)), 'sem': sem}
+  return scores
+
+
+def paired_difference(scores: Mapping[str, dict], candidate: str,
+                      reference: str) -> tuple[float, float]:
+  """Mean and standard error over seeds of ``candidate``'s per-seed score
+  minus ``reference``'s (from :func:`seed_scores`; negative: ``candidate``
+  is better)."""
+  diff = (np.asarray(scores[candidate]['per_seed'])
+          - np.asarray(scores[reference]['per_seed']))
+  sem = (float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+         if len(diff) > 1 else 0.0)
+  return float(np.mean(diff)), sem
+
+
+def scores_markdown(results_by_case: Mapping[str, dict]) -> str:
+  """Lines with each reported suite's :func:`seed_scores` of every candidate
+  and, for every later candidate, its paired difference from the first."""
+  lines = []
+  for suite in REPORTED:
+    names = {case.name for case in SUITES[suite]}
+    results = {name: r for name, r in results_by_case.items()
+               if name in names and 'adam' in r['optimizers']}
+    if not results:
+      continue
+    scores = seed_scores(results)
+    lines.append(f'Score on {suite} ({len(results)} cases; mean over cases of '
+                 'the log final-loss ratio to tuned Adam clipped to ±1, per '
+                 'seed; mean ± standard error over seeds):')
+    first = next(iter(scores))
+    for name, score in scores.items():
+      line = f'- {name}: {score["mean"]:+.3f} ± {score["sem"]:.3f}'
+      if name != first:
+        diff, sem = paired_difference(scores, name, first)
+        line += f'; minus {first}: {diff:+.3f} ± {sem:.3f}'
+      lines.append(line)
+  return '\n'.join(lines)
+
+
 def _fmt(value, spec: str = '.4g') -> str:
   if value is None:
     return '-'
@@ -307,15 +390,20 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def write_summary(rows: Sequence[dict], out_dir: str,
-                  metadata: Mapping[str, Any]) -> tuple[str, str]:
-  """Writes ``summary.json`` (metadata and rows), ``summary.md`` and
+                  metadata: Mapping[str, Any],
+                  results_by_case: Mapping[str, dict] | None = None
+                  ) -> tuple[str, str]:
+  """Writes ``summary.json`` (metadata and rows), ``summary.md`` (with the
+  per-suite :func:`scores_markdown` when ``results_by_case`` is given) and
   ``summary.png`` (:func:`meta_train.plots.suite_summary`)."""
   os.makedirs(out_dir, exist_ok=True)
   json_path = os.path.join(out_dir, 'summary.json')
   md_path = os.path.join(out_dir, 'summary.md')
   _write_atomic(json_path, json.dumps({**metadata, 'rows': list(rows)},
                                       indent=1, allow_nan=True))
-  _write_atomic(md_path, markdown(rows) + '\n')
+  scores = scores_markdown(results_by_case or {})
+  _write_atomic(md_path, markdown(rows) + '\n' + (
+      f'\n{scores}\n' if scores else ''))
   if rows:
     plots.suite_summary(rows, os.path.join(out_dir, 'summary.png'))
   return json_path, md_path
@@ -365,7 +453,7 @@ def run_suite(cases: Sequence[Case], candidates: Mapping[str, Any], *,
       evaluate.write_report(results, out_dir, stem=case.name)
       results_by_case[case.name] = results
       rows = summarise(results_by_case)
-      write_summary(rows, out_dir, metadata)
+      write_summary(rows, out_dir, metadata, results_by_case)
       tqdm.tqdm.write(f'{case.name} ({case.num_steps} steps):\n'
                       f'{evaluate.table(results)}')
   return rows
@@ -410,7 +498,8 @@ def main(argv=None) -> list[dict]:
                    first_seed=DEV_SEEDS[0] if args.suite == 'dev' else 0,
                    baselines={name: evaluate.BASELINES[name]
                               for name in args.baselines})
-  print(markdown(rows))
+  with open(os.path.join(args.out, 'summary.md')) as f:
+    print(f.read(), end='')  # the table, its win counts and the scores
   print(f'wrote {os.path.join(args.out, "summary.json")} and summary.md')
   return rows
 

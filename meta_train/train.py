@@ -50,10 +50,15 @@ trainable_leaves = _fit.trainable_leaves
 
 
 def training_family(config: TrainConfig):
-  """The run's family, on random subsets of its split if ``data_subsets``."""
+  """The run's family, on random subsets of its split if ``data_subsets``
+  (in a mixture, each member family of data sets; ``tasks.on_subsets``).
+
+  Raises:
+    TypeError, ValueError: as ``tasks.on_subsets``.
+  """
   family = tasks.get_family(config.family)
   if config.data_subsets:
-    family = augment.SubsetFamily(family, config.data_subsets)
+    family = augment.on_subsets(family, config.data_subsets)
   return family
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 
 from tasks.augment import (AugmentedFamily, AugmentedTask, SubsetFamily,
-                           SubsetTask, augment_task)
+                           SubsetTask, augment_task, on_subsets)
 from tasks.base import Params, Problem, Task, TaskFamily
 from tasks.conv import ConvFamily, ConvTask
 from tasks.data import (DATA_DIR_ENV, DATASETS, cifar10, digits, mnist,
@@ -71,6 +71,7 @@ __all__ = (
     "XSquaredFamily",
     "XSquaredTask",
     "augment_task",
+    "on_subsets",
     "cifar10",
     "digits",
     "get_family",

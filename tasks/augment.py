@@ -35,6 +35,7 @@ from flax import struct
 from l2l._fit import traceable_task
 from tasks import _common
 from tasks.base import Task, TaskFamily
+from tasks.mixture import MixtureFamily
 
 #: Default ranges (low, high) of the log-uniform parameter and loss scales.
 PARAM_SCALE_RANGE = (0.1, 10.0)
@@ -268,6 +269,36 @@ class SubsetFamily:
       raise ValueError(f'min_examples must be in 1..{size} (the split of '
                        f'{self.family.name}), got {self.min_examples}')
     return SubsetTask(task, int(self.min_examples))
+
+
+def _has_data(family: TaskFamily) -> bool:
+  task = family.sample_task(np.random.default_rng(0))
+  return all(hasattr(task, a) for a in ('x', 'y', 'apply', 'batch_size'))
+
+
+def on_subsets(family: TaskFamily, min_examples: int) -> TaskFamily:
+  """``family`` on random subsets of its split (:class:`SubsetFamily`); in a
+  :class:`~tasks.MixtureFamily`, each member family of data-set classifiers
+  is put on subsets and the others (a quadratic, say) are kept as they are.
+
+  Every member put on subsets is checked at once by drawing one task of it.
+
+  Raises:
+    TypeError: neither ``family`` nor any member of a mixture is a family
+      of data-set classifiers.
+    ValueError: ``min_examples`` is above a member's split size, or below 1.
+  """
+  if not isinstance(family, MixtureFamily):
+    subsets = SubsetFamily(family, min_examples)
+    subsets.sample_task(np.random.default_rng(0))
+    return subsets
+  with_data = [_has_data(member) for member in family.families]
+  if not any(with_data):
+    raise TypeError(f'data subsets need a family of data-set classifiers; '
+                    f'no member of {family.name} has a data set')
+  return MixtureFamily(tuple(
+      on_subsets(member, min_examples) if data else member
+      for member, data in zip(family.families, with_data)))
 
 
 def horizons(rng: np.random.Generator, mean: int, count: int) -> np.ndarray:

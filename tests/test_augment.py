@@ -218,3 +218,21 @@ def test_subset_family_errors():
     tasks.SubsetFamily(object())
   task = tasks.SubsetFamily(family, 500).sample_task(np.random.default_rng(0))
   assert task.name.startswith('subset500_mnist1d_mlp')
+
+
+def test_subsets_of_a_mixture_keep_members_without_data():
+  mixture = tasks.get_family('quadratic+mnist1d_mlp_paper')
+  family = tasks.on_subsets(mixture, 300)
+  assert isinstance(family, tasks.MixtureFamily)
+  quadratic, mlp = family.families
+  assert quadratic is mixture.families[0]
+  assert isinstance(mlp, tasks.SubsetFamily) and mlp.min_examples == 300
+  names = {type(family.sample_task(np.random.default_rng(seed))).__name__
+           for seed in range(8)}
+  assert names == {'QuadraticTask', 'SubsetTask'}
+  with pytest.raises(ValueError, match='min_examples must be in 1..4000'):
+    tasks.on_subsets(mixture, 5000)
+  with pytest.raises(TypeError, match='no member of quadratic\\+x_squared'):
+    tasks.on_subsets(tasks.get_family('quadratic+x_squared'), 300)
+  with pytest.raises(TypeError, match='data-set classifiers'):
+    tasks.on_subsets(tasks.get_family('quadratic'), 300)

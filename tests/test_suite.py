@@ -497,3 +497,45 @@ def test_validate_scores_the_requested_dev_seeds(flags, want, monkeypatch,
 ])
 def test_dev_score_terms(loss, reference, want):
   np.testing.assert_allclose(validate._score_term(loss, reference), want)
+
+
+def test_seed_scores_and_their_paired_difference():
+  def losses(kind, values):
+    return {'kind': kind, 'final_losses': values,
+            'mean_final_loss': float(np.mean(values)), 'num_diverged': 0}
+  e = math.e
+  results_by_case = {
+      'a': _results('quadratic', {
+          'mine': losses('candidate', [1 / e, 1.0, e ** 5]),
+          'fresh': losses('candidate', [1.0, 1.0, 1.0]),
+          'adam': losses('baseline', [1.0, 1.0, 1.0])}),
+      'b': _results('rosenbrock', {
+          'mine': losses('candidate', [2.0, float('nan'), 2.0]),
+          'fresh': losses('candidate', [2.0, 2.0, 2.0]),
+          'adam': losses('baseline', [2.0, 2.0, 2.0])}),
+  }
+  scores = suite.seed_scores(results_by_case)
+  # Per seed: the mean over cases of the clipped log ratio (NaN counts 10).
+  np.testing.assert_allclose(scores['mine']['per_seed'], [-0.5, 5.0, 0.5])
+  assert scores['fresh'] == {'per_seed': [0.0, 0.0, 0.0], 'mean': 0.0,
+                             'sem': 0.0}
+  assert scores['mine']['mean'] == pytest.approx(5 / 3)
+  assert scores['mine']['sem'] == pytest.approx(
+      np.std([-0.5, 5.0, 0.5], ddof=1) / np.sqrt(3))
+  diff, sem = suite.paired_difference(scores, 'mine', 'fresh')
+  assert (diff, sem) == (scores['mine']['mean'], scores['mine']['sem'])
+  with pytest.raises(ValueError, match='case a has no tuned Adam'):
+    suite.seed_scores({'a': _results('quadratic', {
+        'mine': losses('candidate', [1.0])})})
+
+
+def test_summary_reports_each_suites_scores(tmp_path):
+  results = {case.name: _results(case.family, {
+      'mine': {'kind': 'candidate', 'final_losses': [0.5, 0.5],
+               'mean_final_loss': 0.5, 'num_diverged': 0},
+      'adam': _entry('baseline', 1.0, lr=0.1)})
+             for case in suite.SUITES['heldout'][:2]}
+  suite.write_summary(suite.summarise(results), str(tmp_path), {}, results)
+  text = (tmp_path / 'summary.md').read_text()
+  assert 'Score on heldout (2 cases;' in text and 'Score on paper' not in text
+  assert '- mine: -0.693 ± 0.000' in text
