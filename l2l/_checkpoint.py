@@ -74,11 +74,9 @@ FREE_RULE_VERSION = (0, 2, 0)
 # added its spike cut; at 0 the rule is 0.3.0's. 0.5.0 made the log rate of
 # its second moment a meta-parameter; at 0 it decays at 0.99, as before.
 # 0.6.0 added the second moment's warm-up; at 0 there is none, as before.
-# 0.7.0 made the compact design's MLP symmetric under mirroring; at 0 it is
-# the plain MLP of 0.6.0.
 ADDED_ENTRIES = ("['nominal']['average_growth']", "['nominal']['spike_cut']",
                  "['nominal']['second_moment_rate']",
-                 "['nominal']['second_moment_warmup']", "['mlp']['mirror']")
+                 "['nominal']['second_moment_warmup']")
 
 
 def _version(text) -> tuple[int, ...]:

@@ -35,17 +35,14 @@ NUM_MODULATIONS = 3 + MLP_HIDDEN
 
 
 def init_mlp(key: Array) -> dict:
-  """Fresh weights of the per-parameter MLP: a LeCun-normal hidden layer, a
-  zero read-out (so that a fresh MLP outputs exactly 0) and ``mirror`` 1
-  (symmetric under mirroring, :func:`mlp_apply`; files saved by l2l 0.6.0
-  load with 0, the MLP they ran)."""
+  """Fresh weights of the per-parameter MLP: a LeCun-normal hidden layer and
+  a zero read-out (so that a fresh MLP outputs exactly 0)."""
   kernel = jax.nn.initializers.lecun_normal()(
       key, (NUM_FEATURES, MLP_HIDDEN), jnp.float32)
   return {'hidden': {'kernel': kernel,
                      'bias': jnp.zeros((MLP_HIDDEN,), jnp.float32)},
           'output': {'kernel': jnp.zeros((MLP_HIDDEN, 2), jnp.float32),
-                     'bias': jnp.zeros((2,), jnp.float32)},
-          'mirror': jnp.float32(1.0)}
+                     'bias': jnp.zeros((2,), jnp.float32)}}
 
 
 def check_mlp(mlp) -> None:
@@ -135,14 +132,11 @@ def _bounded(x: Array) -> Array:
   return _rules.MAX_LOG_STEP * jnp.tanh(x / _rules.MAX_LOG_STEP)
 
 
-#: Sign of each feature when the tensor and its gradients change sign (a
-#: mirrored problem): all flip but the relative second moment.
-MIRROR = (-1.0, -1.0, -1.0, -1.0, -1.0, 1.0, -1.0)
-
-
-def _mlp(mlp: dict, inputs: Array, mixing: Array) -> Array:
-  """The MLP's two raw outputs, ``[..., NUM_FEATURES]`` -> ``[..., 2]``;
-  products are written as fused multiply-adds (``_network._project``)."""
+def mlp_apply(mlp: dict, features: list[Array], mixing: Array) -> Array:
+  """The per-parameter MLP, ``[..., NUM_FEATURES]`` -> ``[..., 2]``, with the
+  per-tensor ``[MLP_HIDDEN]`` ``mixing`` added to its hidden layer; products
+  are written as fused multiply-adds (``_network._project``)."""
+  inputs = _rules._inputs(features)
   ndim = inputs.ndim
   hidden = jax.nn.relu(
       _network._project(inputs, mlp['hidden']['kernel'].astype(inputs.dtype))
@@ -151,30 +145,6 @@ def _mlp(mlp: dict, inputs: Array, mixing: Array) -> Array:
   out = _network._project(hidden, mlp['output']['kernel'].astype(
       inputs.dtype))
   return out + _network._lift(mlp['output']['bias'], ndim).astype(inputs.dtype)
-
-
-def mlp_apply(mlp: dict, features: list[Array], mixing: Array) -> Array:
-  """The per-parameter MLP, ``[..., NUM_FEATURES]`` -> ``[..., 2]``, with the
-  per-tensor ``[MLP_HIDDEN]`` ``mixing`` added to its hidden layer, made
-  symmetric under mirroring (features times :data:`MIRROR`, :math:`S`) by
-  the weight ``w = mlp['mirror']``:
-
-  .. math::
-    a(x) = \\frac{f_a(x) + w f_a(Sx)}{1 + w}, \\qquad
-    b(x) = \\frac{f_b(x) - w f_b(Sx)}{1 + w}.
-
-  At ``w = 1`` (fresh) the step-size output is even and the direction output
-  odd, so a mirrored problem gets the mirrored update and the direction
-  correction has no bias that holds the iterate off a minimum; at ``w = 0``
-  it is the plain MLP of l2l 0.6.0. ``w`` is a switch: no meta-step moves it.
-  """
-  inputs = _rules._inputs(features)
-  mirror = jnp.asarray(MIRROR, inputs.dtype)
-  w = jnp.asarray(mlp['mirror'], inputs.dtype)
-  out = _mlp(mlp, inputs, mixing)
-  mirrored = _mlp(mlp, inputs * _network._lift(mirror, inputs.ndim), mixing)
-  return jnp.stack([out[..., 0] + w * mirrored[..., 0],
-                    out[..., 1] - w * mirrored[..., 1]], axis=-1) / (1 + w)
 
 
 def compact(network, meta_params, grads: Array, carry, moments, count,
@@ -197,7 +167,7 @@ def compact(network, meta_params, grads: Array, carry, moments, count,
           \frac{g}{\sqrt{\hat v_f} + \epsilon},
           \sqrt{\hat v / \overline{\hat v}},
           \frac{\theta}{\mathrm{rms}(\theta_k)}\Big]_i,\ \pm 10\Big), \qquad
-    (a_i, b_i) = \bar f_\phi(x_i;\ \mu) \\
+    (a_i, b_i) = f_\phi(x_i;\ \mu) \\
     d_i &= g_i / (\sqrt{\hat v_i} + \epsilon) + e^{o_b} b_i, \qquad
     \delta_i = \exp\big(\log\eta + s_k + 3\tanh(o_s/3)
               + 3 \tanh(e^{o_a} a_i)\big)\, d_i
@@ -206,10 +176,7 @@ def compact(network, meta_params, grads: Array, carry, moments, count,
   largest-step weights use :math:`\log\eta + s_k + 3\tanh(o_s/3)`).
   :math:`\hat v_f = \hat r \hat c^\top / \mathrm{mean}(\hat r)` is
   Adafactor's factored second moment over the last two axes (for vectors,
-  :math:`\hat v`); :math:`\bar f_\phi` is :math:`f_\phi` made even in its
-  step output and odd in its direction output when the tensor and its
-  gradients change sign (:func:`mlp_apply`), so that its correction cannot
-  hold the iterate off a minimum; :math:`\mu \in \mathbb{R}^8` is added to the MLP's
+  :math:`\hat v`); :math:`\mu \in \mathbb{R}^8` is added to the MLP's
   hidden pre-activations, so the LSTM mixes the MLP's units per tensor.
   Both read-outs start at zero, so a fresh compact optimizer takes exactly
   the free design's nominal steps, and the learned parts are corrections

@@ -166,10 +166,9 @@ MAX_SECOND_MOMENT_DECAY = 0.999
 # moment decays at this rate instead (chosen on the dev cases and 400 dev
 # quadratics with T = 40).
 WARMUP_SECOND_MOMENT_DECAY = 0.8
-# Meta-parameters that are whole numbers of steps or switches (the compact
-# design's 'mirror'): no meta-step moves them (they have no useful gradient,
-# and ES noise would only make them drift).
-STEP_COUNTS = ('second_moment_warmup', 'mirror')
+# Nominal meta-parameters that are whole numbers of steps: no meta-step moves
+# them (they have no gradient, and ES noise would only make them drift).
+STEP_COUNTS = ('second_moment_warmup',)
 # Cosine above which the free design's average discounts its older iterates
 # (chosen on the dev cases, with the growth rate's default 1).
 AVERAGE_THRESHOLD = 0.5

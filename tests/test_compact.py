@@ -224,7 +224,6 @@ def test_every_estimator_gives_finite_moving_meta_gradients(meta_state,
       jax.tree.leaves(new_state.meta_params['mlp']),
       jax.tree.leaves(state.meta_params['mlp']))]
   assert any(moved)
-  assert float(new_state.meta_params['mlp']['mirror']) == 1.0  # a switch
 
 
 def test_meta_train_reduces_the_meta_loss_of_fixed_problems():
@@ -247,66 +246,5 @@ def test_meta_train_reduces_the_meta_loss_of_fixed_problems():
       task, key=0, meta_params=meta_params, estimator='bptt', meta_steps=10,
       num_tasks=2, unroll_length=6, meta_lr=0.03, trainable='all')
   assert log['meta_loss'].shape == (10,) and not log['skipped'].any()
-  assert float(trained['mlp']['mirror']) == 1.0  # a switch: never moved
   before, after = float(meta_loss(meta_params)), float(meta_loss(trained))
   assert np.isfinite(after) and after < before - 0.1, (before, after)
-
-
-def test_mlp_is_even_in_its_step_and_odd_in_its_direction():
-  mlp = _perturbed()['mlp']
-  mlp['hidden']['bias'] = jnp.linspace(-0.5, 0.5, _compact.MLP_HIDDEN)
-  features = [jax.random.normal(k, (5, 3)) for k in
-              jax.random.split(KEY, _compact.NUM_FEATURES)]
-  mirrored = [s * f for s, f in zip(_compact.MIRROR, features)]
-  mixing = jnp.linspace(0.2, -0.3, _compact.MLP_HIDDEN)
-  out = _compact.mlp_apply(mlp, features, mixing)
-  out_mirrored = _compact.mlp_apply(mlp, mirrored, mixing)
-  assert out.shape == (5, 3, 2) and out.dtype == jnp.float32
-  assert float(jnp.max(jnp.abs(out))) > 1e-2  # the test can fail
-  np.testing.assert_allclose(out_mirrored[..., 0], out[..., 0], atol=1e-6)
-  np.testing.assert_allclose(out_mirrored[..., 1], -out[..., 1], atol=1e-6)
-
-
-def test_a_mirrored_problem_gets_mirrored_updates():
-  """On a bowl centred at 0 (gradients odd in the params), a learned compact
-  optimizer started from -θ₀ follows the mirror image of its run from θ₀."""
-  optimizer = l2l.lstm_optimizer(_perturbed())
-  curvature = jnp.linspace(0.1, 3.0, 12).reshape(3, 4)
-
-  @jax.jit
-  def run(params):
-    def step(carry, _):
-      params, state = carry
-      grads = jax.tree.map(lambda p: curvature * p, params)
-      updates, state = optimizer.update(grads, state, params)
-      return (optax.apply_updates(params, updates), state), None
-    return jax.lax.scan(step, (params, optimizer.init(params)), None,
-                        length=20)[0][0]
-
-  start = {'w': jax.random.normal(KEY, (3, 4))}
-  end = run(start)
-  mirrored = run(jax.tree.map(jnp.negative, start))
-  assert float(jnp.max(jnp.abs(end['w'] - start['w']))) > 1e-2
-  np.testing.assert_allclose(mirrored['w'], -end['w'], rtol=1e-5, atol=1e-6)
-
-
-def test_a_file_saved_before_the_mirror_runs_the_plain_mlp(tmp_path):
-  """A compact file of l2l 0.6.0 has no ``['mlp']['mirror']``: it loads with
-  0, the unsymmetrised MLP it ran."""
-  meta_params = _perturbed()
-  path = tmp_path / 'new.npz'
-  l2l.save_meta_params(path, meta_params)
-  with np.load(path) as data:
-    entries = {k: data[k] for k in data.files if k != "['mlp']['mirror']"}
-  np.savez(tmp_path / 'old.npz', **entries)
-  old, _ = l2l.load_meta_params(tmp_path / 'old.npz')
-  assert float(old['mlp']['mirror']) == 0.0
-  chex.assert_trees_all_equal(old['params'], meta_params['params'])
-  features = [jnp.full((3,), 0.5 * i - 1) for i in range(_compact.NUM_FEATURES)]
-  mixing = jnp.zeros(_compact.MLP_HIDDEN)
-  plain = _compact._mlp(old['mlp'], jax.numpy.clip(
-      jnp.stack(features, -1), -10, 10), mixing)
-  np.testing.assert_allclose(_compact.mlp_apply(old['mlp'], features, mixing),
-                             plain, rtol=1e-6)
-  assert not np.allclose(_compact.mlp_apply(meta_params['mlp'], features,
-                                            mixing), plain)

@@ -133,9 +133,10 @@ def test_x64_meta_steps_keep_dtypes(step_fn):
     task, meta_optimizer = _UnusedLeafTask(1.0), optax.adam(1e-3)
     state = _meta_state(task, _fresh('free'), meta_optimizer)
     extra = {'num_pairs': 2} if step_fn == 'es_meta_step' else {}
-    new, metrics = getattr(l2l, step_fn)(
-        state, task, jax.random.key(2), optimizer_fn=l2l.lstm_optimizer,
-        meta_optimizer=meta_optimizer, unroll_length=3, **extra)
+    step = jax.jit(functools.partial(
+        getattr(l2l, step_fn), task=task, optimizer_fn=l2l.lstm_optimizer,
+        meta_optimizer=meta_optimizer, unroll_length=3, **extra))
+    new, metrics = step(state, key=jax.random.key(2))
     assert not metrics['skipped']
     dtypes = lambda tree: [x.dtype for x in jax.tree.leaves(tree)]
     assert dtypes(new.meta_params) == dtypes(state.meta_params)
