@@ -15,6 +15,7 @@ the meta-parameters, and all of them write their shards of the checkpoints.
 import dataclasses
 import functools
 import json
+import math
 import os
 import sys
 import tempfile
@@ -191,12 +192,21 @@ def _atomic_write_text(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def _step_of(line: str) -> float:
+  """The step of a log line; infinity for a blank or cut-off one (a run
+  killed while writing it), which a resume drops."""
+  try:
+    return json.loads(line)['step']
+  except (ValueError, KeyError, TypeError):
+    return math.inf
+
+
 def _truncate_log(path: str, step: int) -> None:
   """Drops log lines of steps at or after ``step`` (they will be redone)."""
   if not os.path.exists(path):
     return
   with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)['step'] < step]
+    lines = [l for l in f if _step_of(l) < step]
   _atomic_write_text(path, ''.join(lines))
 
 
@@ -313,7 +323,10 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False,
   validate = _Validation(trainer, out_dir, start, saved) if (
       config.validate_every and lead) else None
   begin_time = time.time()
-  with open(log_path if lead else os.devnull, 'a') as log, tqdm.tqdm(
+  # Line-buffered: each meta-step's record shows in the log as it is read
+  # back (one step late, so no host sync per step).
+  log_file = log_path if lead else os.devnull
+  with open(log_file, 'a', buffering=1) as log, tqdm.tqdm(
       total=config.meta_steps, initial=start, disable=not (progress and lead),
       desc='meta-train', file=sys.stderr) as bar:
     pending = None

@@ -398,3 +398,12 @@ def test_validation_scores_a_known_optimizer():
   assert got.shape == (2,)
   with pytest.raises(ValueError, match='at least one problem'):
     validation.Validator(family, 0, 10)
+
+
+def test_resume_drops_log_lines_from_the_checkpoint_on_and_a_cut_off_one(
+    tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  lines = [json.dumps({'step': s, 'meta_loss': -s}) for s in range(4)]
+  path.write_text('\n'.join(lines) + '\n{"step": 4, "meta_lo')  # killed
+  train_lib._truncate_log(str(path), 2)
+  assert path.read_text() == lines[0] + '\n' + lines[1] + '\n'
