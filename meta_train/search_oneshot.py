@@ -27,6 +27,7 @@ import functools
 import json
 import os
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -360,6 +361,9 @@ def run(config: OneShotConfig, args, space, evaluate, out: pathlib.Path) -> dict
   if old and not args.resume:
     raise FileExistsError(f'{journal.path} already has {len(old)} records; pass --resume '
                           'to reuse its retrained children, or use a new folder.')
+  if args.resume:  # as python -m meta_train --resume says
+    print(f'resuming {out}: {len(old)} journal records' if old else
+          f'--resume: no journal in {out}; starting a new search', file=sys.stderr)
   _check_run(out / RUN, _run_record(config, args), resume=bool(old))
   budget = nas.Budget(steps=args.steps, batch_size=args.train_batch)
   split, cost, fn = _prepared(config, space, args.dataset, budget)

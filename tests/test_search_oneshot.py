@@ -232,14 +232,17 @@ def test_enas_journal_lines_hold_the_controllers_sampling_frequencies(runs):
   assert search_oneshot.total_units(config, cost, STEPS) == pytest.approx(0.12 + 0.5 + 1)
 
 
-def test_command_line_writes_journal_summary_and_plots(tmp_path, table_dir):
+def test_command_line_writes_journal_summary_and_plots(tmp_path, table_dir,
+                                                       capsys):
   strategy, extra = 'darts', ('--early-stop',)
   from meta_train import search as program
   argv = ['--space', 'tabular_cell', '--strategy', strategy, '--benchmark', 'tabular',
           '--table-dir', str(table_dir), '--out', str(tmp_path), '--no-progress',
           '--search-steps', '20', '--check-every', '10', '--steps', '5', '--dataset', 'digits',
           '--space-option', 'num_nodes=2', '--space-option', 'width=4', *extra]
-  summary = program.main(argv)
+  summary = program.main(argv + ['--resume'])  # nothing to resume: a new run
+  assert f'--resume: no journal in {tmp_path}; starting a new search' in (
+      capsys.readouterr().err)
   records = [json.loads(l) for l in (tmp_path / 'journal.jsonl').read_text().splitlines()]
   kinds = [r['kind'] for r in records]
   retrained = 1
@@ -256,7 +259,10 @@ def test_command_line_writes_journal_summary_and_plots(tmp_path, table_dir):
     assert (tmp_path / png).read_bytes()[:4] == b'\x89PNG'
   with pytest.raises(FileExistsError, match='--resume'):
     program.main(argv)
+  capsys.readouterr()
   resumed = program.main(argv + ['--resume'])  # search_seconds is measured anew
+  assert f'resuming {tmp_path}: {len(records)} journal records' in (
+      capsys.readouterr().err)
   assert resumed == dict(summary, search_seconds=resumed['search_seconds'])
   assert len((tmp_path / 'journal.jsonl').read_text().splitlines()) == len(records)
   # A resume with other flags is refused before any search, naming them.
