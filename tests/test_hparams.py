@@ -263,12 +263,16 @@ def test_online_tuner_updates_every_k_steps():
   tuner = hparams.online_tuner(
       OPTIMIZERS['sgd'], space, every=4, val_loss=_val_loss,
       train_loss=lambda p, h, k: _train_loss(p, h | {'l2': 0.0}, k))
-  params = jnp.zeros(8)
+  # Not at 0, where weight decay has no hypergradient and step 0's update
+  # would change nothing.
+  params = jnp.full(8, 0.5)
   _, state, metrics = jax.jit(
       lambda p, s, k: hparams.run(tuner.step, p, s, k, 10))(
           params, tuner.init(params), jax.random.key(0))
   values = np.asarray(metrics['values']['weight_decay'])
-  changed = np.flatnonzero(np.diff(np.concatenate([[1e-2], values])))
+  # Each step records the value after its update: steps 0, 4 and 8 update.
+  start = np.float32(1e-2)  # the declared initial value, in float32
+  changed = np.flatnonzero(np.diff(np.concatenate([[start], values])))
   np.testing.assert_array_equal(changed, [0, 4, 8])
   assert int(state.hyper_count) == 3
 
