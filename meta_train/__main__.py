@@ -11,6 +11,11 @@ from meta_train import evaluate
 from meta_train import train
 
 
+# Overrides the default of --compilation-cache (the test suite points it at
+# its own temporary cache).
+CACHE_ENV = 'L2L_COMPILATION_CACHE'
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(
       prog='python -m meta_train',
@@ -30,10 +35,12 @@ def main(argv=None) -> None:
                       help='evaluation horizon (default: episode length)')
   parser.add_argument('--eval-seeds', type=int, default=5)
   parser.add_argument(
-      '--compilation-cache', default=os.path.join(
-          os.path.expanduser('~'), '.cache', 'l2l', 'xla'),
-      help="XLA's persistent compilation cache ('' to disable); recompiling "
-      'a task structure seen before then reads it from disk')
+      '--compilation-cache', default=os.environ.get(
+          CACHE_ENV, os.path.join(os.path.expanduser('~'), '.cache', 'l2l',
+                                  'xla')),
+      help="XLA's persistent compilation cache ('' to disable; default "
+      f'${CACHE_ENV}, else ~/.cache/l2l/xla); recompiling a task structure '
+      'seen before then reads it from disk')
   add_device_arguments(parser)
   config_lib.add_arguments(parser)
   args = parser.parse_args(argv)

@@ -37,6 +37,9 @@ def pytest_configure(config):
   if 'workerinput' not in config.__dict__:  # the controller, or no xdist
     config.l2l_xla_cache = tempfile.mkdtemp(prefix='l2l-test-xla-')
     os.environ[_CACHE_ENV] = config.l2l_xla_cache
+    # ... which the command-line tests' programs use too, instead of the
+    # user's ~/.cache/l2l/xla (python -m meta_train's default).
+    os.environ['L2L_COMPILATION_CACHE'] = config.l2l_xla_cache
   jax.config.update('jax_compilation_cache_dir', os.environ[_CACHE_ENV])
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
