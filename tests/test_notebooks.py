@@ -40,10 +40,16 @@ def test_notebook_is_stored_without_outputs(path):
                     reason='executing the notebooks takes minutes; set '
                     'L2L_NOTEBOOKS=1 to run them')
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda path: path.name)
-def test_notebook_runs(path):
+def test_notebook_runs(path, monkeypatch):
   nbclient = pytest.importorskip('nbclient')
   nbformat = pytest.importorskip('nbformat')
   notebook = nbformat.read(path, as_version=4)
+  # The kernel compiles with XLA's usual optimisations, as a user's would,
+  # not with the test run's fast-compile flag (conftest.py): the notebooks
+  # run long enough for it to cost more than it saves.
+  monkeypatch.setenv('XLA_FLAGS', ' '.join(
+      flag for flag in os.environ.get('XLA_FLAGS', '').split()
+      if not flag.startswith('--xla_backend_optimization_level')))
   # The kernel runs in the repository root, so it imports this checkout's
   # l2l, as the tests do; the notebooks write no files there.
   client = nbclient.NotebookClient(
