@@ -1,6 +1,6 @@
 """Test configuration: strict rank promotion, as in optax and equinox; the
-library's own tests carry the ``core`` marker (``pytest -m core`` runs them
-alone, in about two minutes)."""
+library's own tests carry the ``core`` marker (``pytest -m core -n 2`` runs
+them alone, 306 of 755, in about four minutes on 2 CPU cores)."""
 
 import os
 import shutil
