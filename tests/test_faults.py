@@ -264,7 +264,8 @@ _SHARDING_SCRIPT = textwrap.dedent('''
 
 def test_updates_keep_each_parameters_sharding():
   env = dict(os.environ,
-             XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             XLA_FLAGS=os.environ.get('XLA_FLAGS', '')
+             + ' --xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu')
   result = subprocess.run([sys.executable, '-c', _SHARDING_SCRIPT], env=env,
                           capture_output=True, text=True, timeout=300,

@@ -95,7 +95,8 @@ def _finish(process, timeout=300):
 def four_devices():
   output = _finish(_python(
       ['-c', _DEVICES_SCRIPT],
-      env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}))
+      env={'XLA_FLAGS': os.environ.get('XLA_FLAGS', '')
+           + ' --xla_force_host_platform_device_count=4'}))
   line = [l for l in output.splitlines() if l.startswith('RESULT ')][-1]
   return json.loads(line[len('RESULT '):])
 
