@@ -231,6 +231,12 @@ class SubsetTask:
     return jnp.sum(weights * losses) / jnp.sum(weights)
 
 
+def _is_classifier(task) -> bool:
+  """Whether ``task`` is a data-set classifier that :class:`SubsetTask`
+  can wrap."""
+  return all(hasattr(task, a) for a in ('x', 'y', 'apply', 'batch_size'))
+
+
 @dataclasses.dataclass(frozen=True)
 class SubsetFamily:
   """Draws a task of ``family`` and trains it on random subsets of its
@@ -260,7 +266,7 @@ class SubsetFamily:
 
   def sample_task(self, rng: np.random.Generator) -> SubsetTask:
     task = self.family.sample_task(rng)
-    if not all(hasattr(task, a) for a in ('x', 'y', 'apply', 'batch_size')):
+    if not _is_classifier(task):
       raise TypeError(f'SubsetFamily needs data-set classifiers (x, y, apply, '
                       f'batch_size); {self.family.name} gives '
                       f'{type(task).__name__}')
@@ -272,8 +278,7 @@ class SubsetFamily:
 
 
 def _has_data(family: TaskFamily) -> bool:
-  task = family.sample_task(np.random.default_rng(0))
-  return all(hasattr(task, a) for a in ('x', 'y', 'apply', 'batch_size'))
+  return _is_classifier(family.sample_task(np.random.default_rng(0)))
 
 
 def on_subsets(family: TaskFamily, min_examples: int) -> TaskFamily:
