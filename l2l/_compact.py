@@ -84,15 +84,26 @@ def _factored_rsqrt(g: Array, tensor_state: dict, decay, correction
   row_mean = jnp.mean(rows, -1, keepdims=True)
   # cols / mean(rows) first, so that the product stays finite.
   factored = rows[..., :, None] * (
-      cols / jnp.maximum(row_mean, 1e-30))[..., None, :] / correction
+      _over(cols, row_mean))[..., None, :] / correction
   rsqrt = 1.0 / (_rules._safe_sqrt(factored) + _rules.EPS)
   return rsqrt, dict(tensor_state, rows=rows, cols=cols)
 
 
+def _over(x: Array, y: Array, floor: float = 1e-30) -> Array:
+  """``x / max(y, floor)`` whose derivatives stay finite at ``y <= floor``
+  (the plain quotient's derivative there has ``1 / floor**2``, which
+  overflows float32, times a zero tangent: NaN)."""
+  above = y > floor
+  return jnp.where(above, x / jnp.where(above, y, 1.0), x / floor)
+
+
 def _rms(x: Array) -> Array:
-  """Root mean square of a tensor, finite for any finite input."""
-  unit, top = _rules._unit(x)
-  return top * jnp.sqrt(jnp.mean(jnp.square(unit)))
+  """Root mean square of a tensor, finite for any finite input, with a
+  finite derivative (0) where the tensor is all zeros (a zero-initialised
+  bias), so that meta-gradients and hypergradients through it stay finite."""
+  x = jnp.where(jnp.isfinite(x), x, 0.0)
+  top = jnp.max(jnp.abs(x), initial=0.0)
+  return top * _rules._safe_sqrt(jnp.mean(jnp.square(_over(x, top))))
 
 
 def coordinate_features(nominal: _rules.FreeNominal, param: Array,
@@ -108,7 +119,7 @@ def coordinate_features(nominal: _rules.FreeNominal, param: Array,
   # 1/rsqrt is √v̂ + ε, so this is the second moment relative to its mean.
   root = 1.0 / nominal.rsqrt
   relative = root / jnp.maximum(_rms(root), _rules.EPS)
-  value = param / jnp.maximum(_rms(param), 1e-30)
+  value = _over(param, _rms(param))
   return list(nominal.normalised) + [factored, relative, value]
 
 
@@ -120,8 +131,9 @@ def tensor_statistics(nominal: _rules.FreeNominal, param: Array, scale: Array,
   square = _rules._mean_square(unit, top)
   t = count.astype(jnp.float32)
   average = scale[3] / (1 - _rules.SPIKE_DECAY**jnp.maximum(t - 1, 1.0))
-  ratio = jnp.where((count > 1) & (average > 0), jnp.log(
-      jnp.maximum(square, 1e-30) / jnp.maximum(average, 1e-30)), 0.0)
+  ratio = jnp.where((count > 1) & (average > 0),
+                    jnp.log(jnp.maximum(square, 1e-30))
+                    - jnp.log(jnp.maximum(average, 1e-30)), 0.0)
   log_scale = jnp.log10(jnp.maximum(_rms(param), 1e-30))
   steps = tuple(jnp.tanh(t / tau) for tau in STEP_TIMESCALES)
   return (nominal.cosine, nominal.offset, ratio, log_scale) + steps

@@ -90,6 +90,39 @@ def test_fresh_compact_is_the_free_nominal_rule(nominal_lr):
   assert _leaves_differ(compact_params, params)
 
 
+def _loss_after_updates(meta_params, params, steps=4):
+  """Loss of a linear model after ``steps`` updates from ``params``."""
+  optimizer = l2l.lstm_optimizer(meta_params)
+  x = jnp.linspace(-1.0, 1.0, 3)
+  loss = lambda p: jnp.sum((x @ p['w'] + p['b'] + x[:2] @ p['c'] - 1) ** 2)
+  state = optimizer.init(params)
+  for _ in range(steps):
+    updates, state = optimizer.update(jax.grad(loss)(params), state, params)
+    params = optax.apply_updates(params, updates)
+  return loss(params)
+
+
+@pytest.mark.parametrize('mode', ['grad', 'jvp'])
+def test_derivatives_through_updates_stay_finite_at_zero_tensors(mode):
+  """Zero-initialised tensors (a bias, a matrix) have rms 0: derivatives
+  through the update (BPTT meta-gradients, hypergradients) stay finite,
+  and fresh they equal the free design's exactly."""
+  params = {'w': jnp.ones((3, 2)), 'b': jnp.zeros(2), 'c': jnp.zeros((2, 2))}
+  tangent = jax.tree.map(jnp.ones_like, params)
+  derivative = {
+      'grad': lambda mp: jax.grad(_loss_after_updates, 1)(mp, params),
+      'jvp': lambda mp: jax.jvp(functools.partial(_loss_after_updates, mp),
+                                (params,), (tangent,))[1]}[mode]
+  fresh, free, perturbed = [derivative(mp) for mp in (
+      l2l.init_meta_params(KEY, design='compact', hidden_size=4,
+                           num_layers=1),
+      l2l.init_meta_params(KEY, design='free', hidden_size=4, num_layers=1),
+      _perturbed())]
+  chex.assert_tree_all_finite((fresh, perturbed))
+  chex.assert_trees_all_equal(fresh, free)
+  assert _leaves_differ(perturbed, fresh)
+
+
 def test_learned_parts_keep_shapes_dtypes_and_trees():
   params = _params()
   meta_params = _perturbed()
