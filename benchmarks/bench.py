@@ -222,7 +222,9 @@ def main(argv=None):
   parser.add_argument('--families', nargs='+',
                       default=['quadratic', 'mnist1d_mlp'])
   parser.add_argument('--designs', nargs='+', default=list(l2l.DESIGNS),
-                      help='learned-optimizer designs to time updates of')
+                      help='learned-optimizer designs to time updates of '
+                      '(random meta-params), or shipped names (default, '
+                      'paper2016)')
   args = parser.parse_args(argv)
   sizes = args.sizes or [1e5, 1e6] + (
       [1e7, 1e8] if jax.default_backend() != 'cpu' else [])
@@ -232,9 +234,13 @@ def main(argv=None):
         f'{jax.default_backend()}, devices {jax.devices()}, '
         f'{os.cpu_count()} cpus, {platform.platform()}')
   for design in args.designs:
-    meta_params = l2l.init_meta_params(jax.random.key(0), design=design)
-    print(f'\nlearned optimizer: {l2l.architecture(meta_params)}, random '
-          'meta-params; adam: optax.adam(1e-3)')
+    if design in l2l.DESIGNS:
+      meta_params, what = l2l.init_meta_params(
+          jax.random.key(0), design=design), 'random meta-params'
+    else:
+      meta_params, what = l2l.load_meta_params(design)[0], f'{design!r}'
+    print(f'\nlearned optimizer: {l2l.architecture(meta_params)}, {what}; '
+          'adam: optax.adam(1e-3)')
     print_update_table(update_rows([int(s) for s in sizes], args.repeats,
                                    meta_params))
   print_meta_table(args, args.repeats or 10)

@@ -6,7 +6,7 @@
 #
 # Phases, each under its own time limit so that a slow one cannot eat the
 # others' time (what a phase printed before its limit is kept):
-#   1. bench:    update cost of the paper (2016) and default designs against
+#   1. bench:    update cost of the paper (2016) design and the default against
 #                optax.adam at 1e5..1e8 parameters, state bytes per parameter,
 #                meta-training throughput (benchmarks/bench.py).
 #   bandwidth:   the default's update at 1e7 and 1e8 parameters against
@@ -15,9 +15,10 @@
 #   devices:     meta-training throughput (inner steps/s) of python -m
 #                meta_train's meta-step on the devices there are
 #                (benchmarks/devices.py).
-#   2. wide:     ES meta-training (rank fitness) of the default's read-out on
-#                four training structures, 16 problems x 200-step unrolls of
-#                1000-step episodes: a run the CPU cannot afford.
+#   2. wide:     ES meta-training (rank fitness) of the default's (compact)
+#                read-outs on four training structures, 16 problems x
+#                200-step unrolls of 1000-step episodes: a run the CPU
+#                cannot afford.
 #   3. validate: the dev score (10 seeds) of the default and of that run.
 # Logs go to $OUT/<phase>.log; the run to $OUT/wide. Run from the repo root.
 #
@@ -48,9 +49,9 @@ if [[ "${QUICK:-0}" == 1 ]]; then
   LIMITS=(120 120 120 60 60)
   WIDE_FAMILY=quadratic+x_squared  # two cheap structures: the flags, not the figure
 else
-  BENCH=(--designs paper free)
+  BENCH=(--designs paper default)
   WIDE=(--meta-steps 1000 --num-tasks 16 --es-pairs 32 --unroll-length 200
-        --episode-length 1000 --checkpoint-every 2)
+        --episode-length 1000 --checkpoint-every 2 --data-subsets 500)
   VALIDATE=(--dev-seeds 10)
   BANDWIDTH=(--sizes 1e7 1e8)
   DEVICES=(--counts 1 --num-tasks 64 --unroll-length 50)
@@ -75,8 +76,9 @@ phase devices "${LIMITS[4]}" python3 benchmarks/devices.py "${DEVICES[@]}"
 phase wide "${LIMITS[1]}" python3 -m meta_train --out "$OUT/wide" --no-eval \
   --no-progress --compilation-cache '' \
   --family "$WIDE_FAMILY" \
-  --design free --estimator es --es-sigma 0.03 --es-fitness rank \
-  --train-only readout --loss-weighting linear --meta-lr 1e-3 "${WIDE[@]}"
+  --design compact --hidden-size 4 --num-layers 1 --estimator es \
+  --es-sigma 0.03 --es-fitness rank --train-only output \
+  --loss-weighting linear --meta-lr 3e-3 "${WIDE[@]}"
 if python3 -m meta_train.export "$OUT/wide" --out "$OUT/wide.npz"; then
   phase validate "${LIMITS[2]}" python3 -m meta_train.validate default \
     "$OUT/wide.npz" "${VALIDATE[@]}"

@@ -109,6 +109,34 @@ def _check_structure(updates: Updates, state: LSTMOptimizerState) -> None:
           f'{jnp.result_type(g)}; real floating-point gradients are needed')
 
 
+def _like(new, old):
+  """``new`` in ``old``'s tree structure and dtypes, matched by leaf order
+  (flax's ``nnx.Optimizer`` hands back stored dicts as ``nnx.State``)."""
+  pairs = list(zip(jax.tree.leaves(new), jax.tree.leaves(old)))
+  if any(jnp.shape(n) != jnp.shape(o) for n, o in pairs):
+    raise ValueError('lstm_optimizer: the stored per-tensor state has '
+                     f'shapes {jax.tree.map(jnp.shape, old)}; the rule gave '
+                     f'{jax.tree.map(jnp.shape, new)}')
+  return jax.tree.unflatten(jax.tree.structure(old),
+                            [n.astype(o.dtype) for n, o in pairs])
+
+
+def _param_leaves(params, grads: list) -> list:
+  """The leaves of ``params``, one per gradient leaf and shaped like it.
+
+  Matched by leaf order, not by container type: flax's ``nnx.Optimizer``
+  passes the params as ``nnx.State`` beside gradients in plain dicts.
+  """
+  leaves = jax.tree.leaves(params)
+  if len(leaves) != len(grads) or any(
+      jnp.shape(p) != jnp.shape(g) for p, g in zip(leaves, grads)):
+    raise ValueError(
+        'lstm_optimizer: the params given to update (shapes '
+        f'{[jnp.shape(p) for p in leaves]}) do not match the gradients '
+        f'(shapes {[jnp.shape(g) for g in grads]})')
+  return leaves
+
+
 def _compute_dtype(dtype) -> Any:
   """float32, or float64 for float64 values (under ``jax_enable_x64``)."""
   return jnp.promote_types(dtype, jnp.float32)
@@ -153,7 +181,7 @@ def lstm_optimizer(
     for each tensor (see ``l2l._rules.hyper``).
   - ``'free'``: the hyper inputs and outputs around schedule-free Adam
     (Defazio et al., 2024) with steps adapted online for each tensor (see
-    ``l2l._rules.free``); the default.
+    ``l2l._rules.free``).
   - ``'compact'``: the free design's nominal rule, corrected by a
     per-parameter MLP (one hidden layer of 8 units, no per-coordinate
     recurrent state) whose per-tensor modulation (log step offset, output
@@ -161,6 +189,9 @@ def lstm_optimizer(
     per-tensor statistics, a learned scheduler (see
     ``l2l._compact.compact``; Celo, Moudgil et al. 2025; VeLO, Metz et
     al. 2022). It reads the parameter values: ``update`` needs ``params``.
+    The default: the shipped ``'default'`` is a fresh compact optimizer
+    (zero read-outs), which takes exactly the free rule's steps with 24
+    bytes of state per float32 parameter instead of 344.
 
   The read-out is multiplied by ``output_scale``. The rule is mapped over
   the leaves, all coordinates of a leaf as one batch, so each update and
@@ -204,7 +235,8 @@ def lstm_optimizer(
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` needs
-    ``params`` only with ``weight_decay``.
+    ``params`` for the compact design (the default) and with
+    ``weight_decay``.
 
   Raises:
     CheckpointError: ``meta_params`` names no shipped configuration and no
@@ -219,7 +251,7 @@ def lstm_optimizer(
     >>> opt = optax.chain(optax.clip_by_global_norm(1.0), l2l.lstm_optimizer())
     >>> params = {'w': jnp.ones(3)}
     >>> state = opt.init(params)
-    >>> updates, state = opt.update({'w': jnp.ones(3)}, state)
+    >>> updates, state = opt.update({'w': jnp.ones(3)}, state, params)
     >>> # a step multiplier on a schedule, and decoupled weight decay
     >>> opt = l2l.lstm_optimizer(
     ...     learning_rate=optax.cosine_decay_schedule(1.0, 1000),
@@ -285,7 +317,7 @@ def lstm_optimizer(
     keep = lambda new, old: tuple(n.astype(o.dtype) for n, o in zip(new, old))
     return (step, keep(carry.cell, cell), keep(carry.hidden, hidden),
             keep(new_moments, moments),
-            jax.tree.map(lambda n, o: n.astype(o.dtype), new_scale, scale))
+            _like(new_scale, scale))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
@@ -298,7 +330,7 @@ def lstm_optimizer(
     count = optax.safe_increment(state.count)
     per_leaf = lambda trees: list(zip(*[treedef.flatten_up_to(t)
                                         for t in trees])) or [()] * len(grads)
-    leaves = (treedef.flatten_up_to(params) if rule.needs_params
+    leaves = (_param_leaves(params, grads) if rule.needs_params
               else [None] * len(grads))
     results = [update_tensor(*leaf, count) for leaf in zip(
         grads, per_leaf(state.cell), per_leaf(state.hidden),
@@ -319,7 +351,7 @@ def lstm_optimizer(
     if weight_decay is not None and params is None:
       raise ValueError('lstm_optimizer: weight_decay needs the params; call '
                        'update(grads, state, params)')
-    leaves = jax.tree.leaves(params) if params is not None else grads
+    leaves = _param_leaves(params, grads) if params is not None else grads
     decay = (_decay_mask(mask, params) if weight_decay is not None
              else [False] * len(grads))
     return [(rate * (u - weight_decay * p if d else u)).astype(p.dtype)

@@ -64,7 +64,8 @@ def _record_every(num_steps: int, max_points: int = 200) -> int:
 
 
 class AtAverage(NamedTuple):
-  """A ``free`` design optimizer judged at its schedule-free average ``x``.
+  """A ``free`` or ``compact`` design optimizer judged at its schedule-free
+  average ``x``.
 
   Its losses are taken at ``l2l.averaged_params(params, state,
   meta_params)`` (what schedule-free methods export) instead of at the
@@ -306,10 +307,12 @@ def load_candidates(args: Sequence[str | None]) -> dict[str, Any]:
   Args:
     args: Paths of meta-params files, named configurations, or ``None`` /
       ``'default'`` for the shipped default; with ``@x`` appended, a free
-      design judged at its schedule-free average (:class:`AtAverage`).
+      or compact design judged at its schedule-free average
+      (:class:`AtAverage`).
 
   Raises:
-    ValueError: ``@x`` on an optimizer that is not of the free design.
+    ValueError: ``@x`` on an optimizer that is not of the free or compact
+      design.
   """
   return {name: load_candidate(arg)
           for name, arg in candidate_names(args).items()}

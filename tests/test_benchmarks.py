@@ -21,7 +21,7 @@ def test_device_checks_runs_every_phase_and_exports_the_run(tmp_path):
   assert '| l2l default |' in (tmp_path / 'bandwidth.log').read_text()
   assert 'inner steps / s' in (tmp_path / 'devices.log').read_text()
   meta_params, manifest = l2l.load_meta_params(tmp_path / 'wide.npz')
-  assert manifest['config']['design'] == 'free' and 'params' in meta_params
+  assert manifest['config']['design'] == 'compact' and 'mlp' in meta_params
   assert manifest['meta_steps'] == 2
   assert 'wide: training quadratic' in (tmp_path / 'validate.log').read_text()
 

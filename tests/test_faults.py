@@ -203,8 +203,13 @@ def test_decoupled_weight_decay_with_mask():
                                  optax.add_decayed_weights(0.1)).init(params),
                              params)
   assert np.all(grown['w'] > 0) and np.all(updates['w'] < 0)
+  with pytest.raises(ValueError, match="'compact' design reads the param"):
+    opt.update(grads, state)  # the default reads params anyway
+  free = l2l.lstm_optimizer(l2l.init_meta_params(jax.random.key(0),
+                                                 design='free'),
+                            weight_decay=0.1)
   with pytest.raises(ValueError, match='weight_decay needs the params'):
-    opt.update(grads, state)
+    free.update(grads, free.init(params))
 
 
 def _run(opt, params, steps=4):
@@ -295,7 +300,8 @@ def test_meta_params_cache_sees_a_rewritten_file_and_the_working_directory(
 
 def test_load_and_save_by_name_and_defaults(tmp_path):
   meta_params, manifest = l2l.load_meta_params('default')
-  assert manifest['config']['design'] == 'free'
+  assert manifest['config']['design'] == 'compact'
+  assert manifest['meta_steps'] == 0
   with pytest.raises(l2l.CheckpointError, match="'default', 'paper2016'"):
     l2l.lstm_optimizer('defualt')
   with pytest.raises(l2l.CheckpointError, match="'default', 'paper2016'"):

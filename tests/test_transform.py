@@ -64,9 +64,13 @@ def test_shapes_dtypes_and_finiteness(opt_name, tree_name, dtype):
   chex.assert_trees_all_equal_structs(new_state, state)
   chex.assert_trees_all_equal_dtypes(new_state, state)
   assert new_state.count == 1
+  # The compact default's LSTM runs once per tensor, the others per
+  # coordinate.
+  per_tensor = opt_name == 'default'
   for layer in new_state.cell + new_state.hidden:
     for p, c in zip(jax.tree.leaves(params), jax.tree.leaves(layer)):
-      assert c.shape[:-1] == p.shape and c.dtype == jnp.float32
+      assert c.shape[:-1] == (() if per_tensor else p.shape)
+      assert c.dtype == jnp.float32
 
 
 @pytest.mark.parametrize('state_dtype', [jnp.float32, jnp.bfloat16])
@@ -96,8 +100,8 @@ def test_jit_equals_eager(opt_name):
   opt = OPTIMIZERS[opt_name]()
   params = PYTREES['list_tuple'](jnp.float32)
   state = opt.init(params)
-  eager = opt.update(_grads(params), state)
-  jitted = jax.jit(opt.update)(_grads(params), state)
+  eager = opt.update(_grads(params), state, params)
+  jitted = jax.jit(opt.update)(_grads(params), state, params)
   chex.assert_trees_all_close(eager, jitted, rtol=1e-5, atol=1e-7)
 
 
@@ -184,7 +188,7 @@ def test_finite_gradients_of_any_magnitude(opt_name, magnitude):
   grads = {'w': jnp.array([1.0, -1.0, 1.0, -1.0]) * jnp.float32(magnitude)}
   state = opt.init(params)
   for _ in range(3):
-    updates, state = opt.update(grads, state)
+    updates, state = opt.update(grads, state, params)
   chex.assert_tree_all_finite((updates, state))
 
 
@@ -193,7 +197,8 @@ def test_apply_if_finite_skips_non_finite_gradients():
   params = {'w': jnp.ones(3)}
   state = opt.init(params)
   for bad in (jnp.nan, jnp.inf):
-    updates, state = opt.update({'w': jnp.array([1.0, bad, 1.0])}, state)
+    updates, state = opt.update({'w': jnp.array([1.0, bad, 1.0])}, state,
+                                params)
     assert optax.apply_updates(params, updates)['w'].tolist() == [1.0, 1.0, 1.0]
   chex.assert_tree_all_finite(state.inner_state)
   assert state.total_notfinite == 2
@@ -206,11 +211,13 @@ def test_non_finite_gradient_propagates_without_wrapper(opt_name):
   params = {'w': jnp.ones(3)}
   state = opt.init(params)
   for bad in (jnp.nan, jnp.inf):
-    updates, state = opt.update({'w': jnp.array([1.0, bad, 1.0])}, state)
+    updates, state = opt.update({'w': jnp.array([1.0, bad, 1.0])}, state,
+                                params)
     assert not np.isfinite(updates['w'][1])
     assert np.all(np.isfinite(updates['w'][::2]))
-    # The per-tensor step offsets (hyper, free) stay finite.
-    assert np.all(np.isfinite(state.scale['w']))
+    # The per-tensor step offsets (hyper, free, compact) stay finite.
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(
+        state.scale['w']))
 
 
 @pytest.mark.parametrize('grads', [
@@ -440,14 +447,15 @@ def test_prototype_rule_is_the_fresh_free_design(monkeypatch):
       np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
 
 
-def test_averaged_params_of_a_fresh_free_design():
+def test_averaged_params_of_the_default():
   params = {'w': jnp.linspace(-1.0, 1.0, 4).astype(jnp.bfloat16), 'n': None}
   opt = l2l.lstm_optimizer()
   state = opt.init(params)
   np.testing.assert_array_equal(  # x = y before any step
       l2l.averaged_params(params, state, None)['w'], params['w'])
   for _ in range(3):
-    updates, state = opt.update({'w': params['w'] + 1, 'n': None}, state)
+    updates, state = opt.update({'w': params['w'] + 1, 'n': None}, state,
+                                params)
     params = optax.apply_updates(params, updates)
   averaged = l2l.averaged_params(params, state, 'default')
   assert averaged['w'].dtype == jnp.bfloat16 and averaged['n'] is None
@@ -458,7 +466,7 @@ def test_averaged_params_of_a_fresh_free_design():
     ('adam', None, 'found 0 LSTMOptimizerState in the ScaleByAdamState'),
     ('two', None, 'found 2 LSTMOptimizerState .* pass the one'),
     ('lstm', 'paper2016', "of the 'paper' design"),
-    ('paper_state', None, 'not that of a free-design optimizer'),
+    ('paper_state', None, 'not that of a compact-design optimizer'),
 ])
 def test_averaged_params_errors(state, meta_params, message):
   params = {'w': jnp.ones(2)}
