@@ -233,6 +233,16 @@ def test_mismatched_gradient_tree_raises(grads):
     opt.update(grads, state)
 
 
+@pytest.mark.parametrize('params', [{'w': jnp.ones(4)}, {'w': jnp.ones(3),
+                                                         'v': jnp.ones(1)}])
+def test_params_unlike_the_gradients_raise(params):
+  opt = OPTIMIZERS['default']()
+  state = opt.init({'w': jnp.ones(3)})
+  with pytest.raises(ValueError, match='params given to update .* do not '
+                     'match the gradients'):
+    opt.update({'w': jnp.ones(3)}, state, params)
+
+
 def test_bad_meta_params_raise():
   with pytest.raises(ValueError, match='coordinatewise LSTM'):
     l2l.lstm_optimizer({'params': {'output': {'kernel': jnp.ones((3, 1))}}})
