@@ -1,7 +1,8 @@
 """Final loss at the params y against the schedule-free average x.
 
-For the shipped default (the ``free`` design), trains each development case
-(``dev`` in ``meta_train/suite.py``: training split, seeds from 100) and
+For the shipped default (a fresh compact optimizer: the ``free`` rule's
+steps), trains each development case (``dev`` in ``meta_train/suite.py``:
+training split, seeds from 100) and
 prints the mean final full loss at the params ``y`` a drop-in user holds
 and at the average ``x`` that ``l2l.averaged_params`` returns::
 
