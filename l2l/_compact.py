@@ -84,17 +84,9 @@ def _factored_rsqrt(g: Array, tensor_state: dict, decay, correction
   row_mean = jnp.mean(rows, -1, keepdims=True)
   # cols / mean(rows) first, so that the product stays finite.
   factored = rows[..., :, None] * (
-      _over(cols, row_mean))[..., None, :] / correction
+      _rules._over(cols, row_mean))[..., None, :] / correction
   rsqrt = 1.0 / (_rules._safe_sqrt(factored) + _rules.EPS)
   return rsqrt, dict(tensor_state, rows=rows, cols=cols)
-
-
-def _over(x: Array, y: Array, floor: float = 1e-30) -> Array:
-  """``x / max(y, floor)`` whose derivatives stay finite at ``y <= floor``
-  (the plain quotient's derivative there has ``1 / floor**2``, which
-  overflows float32, times a zero tangent: NaN)."""
-  above = y > floor
-  return jnp.where(above, x / jnp.where(above, y, 1.0), x / floor)
 
 
 def _rms(x: Array) -> Array:
@@ -103,7 +95,7 @@ def _rms(x: Array) -> Array:
   bias), so that meta-gradients and hypergradients through it stay finite."""
   x = jnp.where(jnp.isfinite(x), x, 0.0)
   top = jnp.max(jnp.abs(x), initial=0.0)
-  return top * _rules._safe_sqrt(jnp.mean(jnp.square(_over(x, top))))
+  return top * _rules._safe_sqrt(jnp.mean(jnp.square(_rules._over(x, top))))
 
 
 def coordinate_features(nominal: _rules.FreeNominal, param: Array,
@@ -119,7 +111,7 @@ def coordinate_features(nominal: _rules.FreeNominal, param: Array,
   # 1/rsqrt is √v̂ + ε, so this is the second moment relative to its mean.
   root = 1.0 / nominal.rsqrt
   relative = root / jnp.maximum(_rms(root), _rules.EPS)
-  value = _over(param, _rms(param))
+  value = _rules._over(param, _rms(param))
   return list(nominal.normalised) + [factored, relative, value]
 
 

@@ -136,7 +136,17 @@ def _unit(x: Array) -> tuple[Array, Array]:
   magnitude (so that sums of squares stay finite), and that magnitude."""
   x = jnp.where(jnp.isfinite(x), x, 0.0)
   top = jnp.max(jnp.abs(x), initial=0.0)
-  return x / jnp.maximum(top, 1e-30), top
+  return _over(x, top), top
+
+
+def _over(x: Array, y: Array, floor: float = 1e-30) -> Array:
+  """``x / max(y, floor)`` whose derivatives stay finite at ``y <= floor``
+  (the plain quotient's derivative there has ``1 / floor**2``, which
+  overflows float32, times a zero tangent: NaN). A tensor whose gradient
+  is always 0 (a dead unit) would otherwise make derivatives through the
+  update NaN."""
+  above = y > floor
+  return jnp.where(above, x / jnp.where(above, y, 1.0), x / floor)
 
 
 def _cosine(a: Array, b: Array) -> Array:

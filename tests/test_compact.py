@@ -104,10 +104,12 @@ def _loss_after_updates(meta_params, params, steps=4):
 
 @pytest.mark.parametrize('mode', ['grad', 'jvp'])
 def test_derivatives_through_updates_stay_finite_at_zero_tensors(mode):
-  """Zero-initialised tensors (a bias, a matrix) have rms 0: derivatives
-  through the update (BPTT meta-gradients, hypergradients) stay finite,
-  and fresh they equal the free design's exactly."""
-  params = {'w': jnp.ones((3, 2)), 'b': jnp.zeros(2), 'c': jnp.zeros((2, 2))}
+  """Zero-initialised tensors (a bias, a matrix) have rms 0, and a dead
+  tensor a gradient that is always 0: derivatives through the update (BPTT
+  meta-gradients, hypergradients) stay finite, and fresh they equal the
+  free design's exactly."""
+  params = {'w': jnp.ones((3, 2)), 'b': jnp.zeros(2), 'c': jnp.zeros((2, 2)),
+            'dead': jnp.ones((2, 2))}  # not in the loss: its gradient is 0
   tangent = jax.tree.map(jnp.ones_like, params)
   derivative = {
       'grad': lambda mp: jax.grad(_loss_after_updates, 1)(mp, params),
