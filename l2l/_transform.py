@@ -400,7 +400,8 @@ def averaged_params(params: Params, state: Any,
   Raises:
     ValueError: if ``state`` holds no ``LSTMOptimizerState`` or several, or
       the meta-params or the state are not of the ``free`` or ``compact``
-      design.
+      design, or ``params`` is not the tree the state was built on (flax
+      ``nnx.State`` with variables in it included: pass ``nnx.as_pure``).
 
   Example (flax nnx: pass plain arrays)::
 
@@ -421,4 +422,11 @@ def averaged_params(params: Params, state: Any,
   masked = lambda x: isinstance(x, optax.MaskedNode)
   average = lambda gap, p: p if masked(gap) else (
       p - (1 - beta) * gap).astype(p.dtype)
-  return jax.tree.map(average, state.moments[-1], params, is_leaf=masked)
+  try:
+    return jax.tree.map(average, state.moments[-1], params, is_leaf=masked)
+  except ValueError as e:
+    raise ValueError(
+        'averaged_params: the params tree does not match the one the '
+        'optimizer state was built on (with flax nnx, pass plain arrays: '
+        'nnx.as_pure(nnx.state(model, nnx.Param)) and '
+        f'nnx.as_pure(optimizer.opt_state)): {e}') from e

@@ -472,6 +472,13 @@ def test_averaged_params_of_the_default():
   assert not np.allclose(averaged['w'], params['w'])
 
 
+def test_averaged_params_of_another_tree_says_so():
+  opt = l2l.lstm_optimizer()
+  state = opt.init({'w': jnp.ones(2)})
+  with pytest.raises(ValueError, match='params tree does not match .* nnx'):
+    l2l.averaged_params({'w': jnp.ones(2), 'v': jnp.ones(1)}, state, None)
+
+
 @pytest.mark.parametrize('state, meta_params, message', [
     ('adam', None, 'found 0 LSTMOptimizerState in the ScaleByAdamState'),
     ('two', None, 'found 2 LSTMOptimizerState .* pass the one'),
