@@ -90,7 +90,7 @@ def test_fresh_compact_is_the_free_nominal_rule(nominal_lr):
   assert _leaves_differ(compact_params, params)
 
 
-def _loss_after_updates(meta_params, params, steps=4):
+def _loss_after_updates(meta_params, params, steps=2):
   """Loss of a linear model after ``steps`` updates from ``params``."""
   optimizer = l2l.lstm_optimizer(meta_params)
   x = jnp.linspace(-1.0, 1.0, 3)
@@ -102,20 +102,25 @@ def _loss_after_updates(meta_params, params, steps=4):
   return loss(params)
 
 
-@pytest.mark.parametrize('mode', ['grad', 'jvp'])
-def test_derivatives_through_updates_stay_finite_at_zero_tensors(mode):
+@jax.jit
+def _derivatives(meta_params, params):
+  """``jax.grad`` and a ``jax.jvp`` (all-ones tangent) of the loss after
+  updates, with respect to the initial params; meta-params are traced, so
+  one compile serves every compact meta-params."""
+  tangent = jax.tree.map(jnp.ones_like, params)
+  return (jax.grad(_loss_after_updates, 1)(meta_params, params),
+          jax.jvp(functools.partial(_loss_after_updates, meta_params),
+                  (params,), (tangent,))[1])
+
+
+def test_derivatives_through_updates_stay_finite_at_zero_tensors():
   """Zero-initialised tensors (a bias, a matrix) have rms 0, and a dead
   tensor a gradient that is always 0: derivatives through the update (BPTT
-  meta-gradients, hypergradients) stay finite, and fresh they equal the
-  free design's exactly."""
+  meta-gradients by ``grad``, hypergradients by ``jvp``) stay finite, and
+  fresh they equal the free design's exactly."""
   params = {'w': jnp.ones((3, 2)), 'b': jnp.zeros(2), 'c': jnp.zeros((2, 2)),
             'dead': jnp.ones((2, 2))}  # not in the loss: its gradient is 0
-  tangent = jax.tree.map(jnp.ones_like, params)
-  derivative = {
-      'grad': lambda mp: jax.grad(_loss_after_updates, 1)(mp, params),
-      'jvp': lambda mp: jax.jvp(functools.partial(_loss_after_updates, mp),
-                                (params,), (tangent,))[1]}[mode]
-  fresh, free, perturbed = [derivative(mp) for mp in (
+  fresh, free, perturbed = [_derivatives(mp, params) for mp in (
       l2l.init_meta_params(KEY, design='compact', hidden_size=4,
                            num_layers=1),
       l2l.init_meta_params(KEY, design='free', hidden_size=4, num_layers=1),

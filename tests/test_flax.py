@@ -57,7 +57,7 @@ def test_nnx_optimizer_takes_the_plain_optax_steps():
   tx = l2l.lstm_optimizer()
   opt_state = tx.init(params)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  for _ in range(3):
+  for _ in range(2):
     updates, opt_state = tx.update(jax.grad(pure_loss)(params), opt_state,
                                    params)
     params = optax.apply_updates(params, updates)
