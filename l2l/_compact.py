@@ -93,9 +93,8 @@ def _rms(x: Array) -> Array:
   """Root mean square of a tensor, finite for any finite input, with a
   finite derivative (0) where the tensor is all zeros (a zero-initialised
   bias), so that meta-gradients and hypergradients through it stay finite."""
-  x = jnp.where(jnp.isfinite(x), x, 0.0)
-  top = jnp.max(jnp.abs(x), initial=0.0)
-  return top * _rules._safe_sqrt(jnp.mean(jnp.square(_rules._over(x, top))))
+  unit, top = _rules._unit(x)
+  return top * _rules._safe_sqrt(jnp.mean(jnp.square(unit)))
 
 
 def coordinate_features(nominal: _rules.FreeNominal, param: Array,
