@@ -335,40 +335,45 @@ def test_validation_keeps_the_best_meta_params_and_resumes(tmp_path):
   chex.assert_trees_all_equal(l2l.load_meta_params(resumed)[0], meta_params)
 
 
-@pytest.mark.parametrize('family, data_subsets, meta_steps, problems', [
-    ('mnist1d_mlp_paper', 500, 2, 2),
+@pytest.mark.parametrize('family, data_subsets, train_only, meta_steps, '
+                         'problems', [
+    ('quadratic', 0, 'all', 2, 2),
+    ('mnist1d_mlp_paper', 500, 'output', 2, 2),
     # ES over a convnet's weights (a JAX batching error before tasks.conv
     # used its own convolution): 70 s of compiling on the 2-core CPU, over
     # the suite's budget, so only with L2L_SLOW=1.
-    pytest.param('digits_conv', 300, 1, 1, marks=pytest.mark.skipif(
+    pytest.param('digits_conv', 300, 'output', 1, 1, marks=pytest.mark.skipif(
         not os.environ.get('L2L_SLOW'), reason='70 s; set L2L_SLOW=1')),
 ])
 def test_per_family_command_at_toy_size(tmp_path, family, data_subsets,
-                                        meta_steps, problems):
-  """The README's per-family command (compact design, ES, subsets of the
-  split, validation), shrunk: it trains and validates on subset problems
-  and records the option in the manifest."""
+                                        train_only, meta_steps, problems):
+  """The per-family commands of docs/meta_training.md (compact design, ES,
+  validation; subsets of the split for the data-set families), shrunk: they
+  train and validate, and record the options in the manifest."""
   out = tmp_path / family
+  subsets = ['--data-subsets', str(data_subsets)] if data_subsets else []
   cli.main(['--family', family, '--design', 'compact', '--hidden-size', '2',
-            '--estimator', 'es', '--es-pairs', '1', '--num-tasks', '2',
-            '--unroll-length', '4', '--episode-length', '4',
-            '--meta-steps', str(meta_steps),
+            '--num-layers', '1', '--estimator', 'es', '--es-pairs', '1',
+            '--num-tasks', '2', '--unroll-length', '4',
+            '--episode-length', '4', '--meta-steps', str(meta_steps),
             '--validate-every', str(meta_steps),
             '--validate-problems', str(problems), '--validate-steps', '4',
-            '--train-only', 'output', '--data-subsets', str(data_subsets),
+            '--train-only', train_only, *subsets,
             '--no-eval', '--no-progress', '--out', str(out)])
   _, manifest = l2l.load_meta_params(out / 'meta_params.npz')
   assert manifest['train_config']['data_subsets'] == data_subsets
+  assert manifest['train_config']['train_only'] == train_only
   assert manifest['meta_steps'] == meta_steps
   assert manifest['config']['design'] == 'compact'
   records = _validation_log(out)
   assert [r['step'] for r in records] == [0, meta_steps]
   assert all(np.isfinite(r['score']) for r in records)
-  config = config_lib.TrainConfig(family=family, data_subsets=data_subsets)
-  task = train_lib.Trainer(config).task(0)
-  assert isinstance(task, tasks.SubsetTask)
-  assert task.min_examples == data_subsets
   assert (out / 'meta_training.png').stat().st_size > 0
+  if data_subsets:
+    config = config_lib.TrainConfig(family=family, data_subsets=data_subsets)
+    task = train_lib.Trainer(config).task(0)
+    assert isinstance(task, tasks.SubsetTask)
+    assert task.min_examples == data_subsets
 
 
 @pytest.mark.parametrize('family, data_subsets, message', [
