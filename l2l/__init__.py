@@ -1,6 +1,6 @@
 """l2l: learned optimizers for JAX, usable as optax transforms."""
 
-__version__ = '0.7.0'
+__version__ = '0.8.0'
 
 from l2l._checkpoint import CheckpointError
 from l2l._checkpoint import load_checkpoint

@@ -67,6 +67,9 @@ def resolve_path(name_or_path: str | os.PathLike | None) -> str:
 # l2l 0.2.0 changed the free design's rule (second moment decay 0.99, not
 # 0.999; average weighted by the largest step so far, not the current one).
 FREE_RULE_VERSION = (0, 2, 0)
+# l2l 0.8.0 added the compact design's fade-out of its learned corrections
+# (a fourth LSTM output and this timescale).
+COMPACT_FADE_ENTRY = "['mlp']['output']['log_fade']"
 # Entries added by later l2l versions whose zero value reproduces the
 # earlier behaviour: a checkpoint saved without them loads with zeros there.
 # 0.3.0 added the free design's average growth rate (and with it its entries
@@ -295,6 +298,13 @@ def load_meta_params(path: str | os.PathLike) -> tuple[Any, dict]:
     raise CheckpointError(f'{os.fspath(path)}: not a meta-parameter checkpoint')
   shape_kwargs = {k: config[k] for k in ('design', 'hidden_size', 'num_layers')
                   if k in config}
+  if (config.get('design') == 'compact'
+      and COMPACT_FADE_ENTRY not in manifest.get('leaves', {})):
+    raise CheckpointError(
+        f'{os.fspath(path)}: compact-design meta-params saved by l2l '
+        f'{manifest.get("l2l_version")}, before the compact design had its fade-out of the '
+        'learned corrections (l2l 0.8.0); meta-train them again with this '
+        'l2l, or load them with l2l 0.7')
   try:
     like = jax.eval_shape(lambda: _network.init_meta_params(
         jax.random.key(0), **shape_kwargs))

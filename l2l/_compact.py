@@ -30,19 +30,25 @@ STEP_TIMESCALES = (10.0, 100.0, 1000.0)
 #: average, the log scale of the parameter, and the step features.
 NUM_STATISTICS = 4 + len(STEP_TIMESCALES)
 #: Per-tensor LSTM read-out: log step offset, log scales of the MLP's two
-#: outputs, and one bias per MLP hidden unit (its mixing).
-NUM_MODULATIONS = 3 + MLP_HIDDEN
+#: outputs, log offset of the corrections' fade-out timescale, and one bias
+#: per MLP hidden unit (its mixing).
+NUM_MODULATIONS = 4 + MLP_HIDDEN
+#: Initial timescale (in steps) over which the MLP's corrections fade out:
+#: the meta-parameter ``mlp['output']['log_fade']`` starts at its log.
+FADE_STEPS = 100.0
 
 
 def init_mlp(key: Array) -> dict:
-  """Fresh weights of the per-parameter MLP: a LeCun-normal hidden layer and
-  a zero read-out (so that a fresh MLP outputs exactly 0)."""
+  """Fresh weights of the per-parameter MLP: a LeCun-normal hidden layer, a
+  zero read-out (so that a fresh MLP outputs exactly 0) and the log of its
+  corrections' fade-out timescale, ``log(FADE_STEPS)``."""
   kernel = jax.nn.initializers.lecun_normal()(
       key, (NUM_FEATURES, MLP_HIDDEN), jnp.float32)
   return {'hidden': {'kernel': kernel,
                      'bias': jnp.zeros((MLP_HIDDEN,), jnp.float32)},
           'output': {'kernel': jnp.zeros((MLP_HIDDEN, 2), jnp.float32),
-                     'bias': jnp.zeros((2,), jnp.float32)}}
+                     'bias': jnp.zeros((2,), jnp.float32),
+                     'log_fade': jnp.log(jnp.float32(FADE_STEPS))}}
 
 
 def check_mlp(mlp) -> None:
@@ -135,6 +141,19 @@ def _bounded(x: Array) -> Array:
   return _rules.MAX_LOG_STEP * jnp.tanh(x / _rules.MAX_LOG_STEP)
 
 
+def fade(log_fade: Array, offset: Array, count: Array) -> Array:
+  r"""The corrections' per-tensor fade-out :math:`e^{-t / \tau_k}`, with
+  :math:`\log\tau_k = \log\tau + 3\tanh(o_f / 3)` (a float32 scalar).
+
+  The learned corrections help early and hurt late on noise-free problems
+  (they hold a quadratic at a precision floor the nominal rule goes past;
+  ``docs/research_log.md``), so they fade out on a timescale that
+  meta-training sets, globally (``log_fade``) and per tensor (``offset``).
+  """
+  tau = jnp.exp(log_fade + _bounded(offset))
+  return jnp.exp(-count.astype(jnp.float32) / tau)
+
+
 def mlp_apply(mlp: dict, features: list[Array], mixing: Array) -> Array:
   """The per-parameter MLP, ``[..., NUM_FEATURES]`` -> ``[..., 2]``, with the
   per-tensor ``[MLP_HIDDEN]`` ``mixing`` added to its hidden layer; products
@@ -164,19 +183,22 @@ def compact(network, meta_params, grads: Array, carry, moments, count,
   .. math::
     z_k &= [c_k,\ s_k,\ \log(q_k / \bar q_k),\ \log_{10}\mathrm{rms}(\theta_k),
           \tanh(t/10), \tanh(t/100), \tanh(t/1000)], \qquad
-    (o_s, o_a, o_b, \mu) = \ell_\psi(z_k) \\
+    (o_s, o_a, o_b, o_f, \mu) = \ell_\psi(z_k) \\
     x_i &= \mathrm{clip}\Big(\Big[\frac{g, \hat m_{0.5}, \hat m_{0.9},
           \hat m_{0.99}}{\sqrt{\hat v} + \epsilon},
           \frac{g}{\sqrt{\hat v_f} + \epsilon},
           \sqrt{\hat v / \overline{\hat v}},
           \frac{\theta}{\mathrm{rms}(\theta_k)}\Big]_i,\ \pm 10\Big), \qquad
     (a_i, b_i) = f_\phi(x_i;\ \mu) \\
-    d_i &= g_i / (\sqrt{\hat v_i} + \epsilon) + e^{o_b} b_i, \qquad
+    d_i &= g_i / (\sqrt{\hat v_i} + \epsilon) + \phi_k e^{o_b} b_i, \qquad
     \delta_i = \exp\big(\log\eta + s_k + 3\tanh(o_s/3)
-              + 3 \tanh(e^{o_a} a_i)\big)\, d_i
+              + 3 \tanh(\phi_k e^{o_a} a_i)\big)\, d_i
 
   and :math:`\delta` enters the schedule-free step of :func:`free` (its
-  largest-step weights use :math:`\log\eta + s_k + 3\tanh(o_s/3)`).
+  largest-step weights use :math:`\log\eta + s_k + 3\tanh(o_s/3)`). The
+  corrections fade out as :math:`\phi_k = e^{-t/\tau_k}`, :math:`\log
+  \tau_k = \log\tau + 3\tanh(o_f/3)` (:func:`fade`; :math:`\tau` a
+  meta-parameter, 100 steps fresh, :math:`o_f` the LSTM's fourth output).
   :math:`\hat v_f = \hat r \hat c^\top / \mathrm{mean}(\hat r)` is
   Adafactor's factored second moment over the last two axes (for vectors,
   :math:`\hat v`); :math:`\mu \in \mathbb{R}^8` is added to the MLP's
@@ -209,7 +231,9 @@ def compact(network, meta_params, grads: Array, carry, moments, count,
       jnp.clip(statistics, -_rules.FEATURE_LIMIT, _rules.FEATURE_LIMIT), carry)
   out = mlp_apply(meta_params['mlp'],
                   coordinate_features(nominal, param, factored),
-                  modulation[3:])
+                  modulation[4:])
+  out = out * fade(meta_params['mlp']['output']['log_fade'], modulation[3],
+                   count).astype(out.dtype)
   direction = nominal.normalised[0] + jnp.exp(modulation[2]) * out[..., 1]
   update, moments, tensor = _rules.free_update(
       meta_params, nominal, scale['tensor'], direction,

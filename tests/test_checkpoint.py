@@ -143,6 +143,19 @@ def test_missing_file_and_wrong_kind(tmp_path):
     l2l.lstm_optimizer(str(path))
 
 
+def test_compact_meta_params_without_the_fade_out_name_the_version(tmp_path):
+  """A compact file of l2l 0.7 (no fade-out timescale, 11 LSTM outputs)."""
+  path = tmp_path / 'm.npz'
+  meta_params = l2l.init_meta_params(jax.random.key(0), design='compact',
+                                     hidden_size=4, num_layers=1)
+  del meta_params['mlp']['output']['log_fade']
+  l2l.save_checkpoint(path, meta_params, {
+      'kind': 'meta_params', 'l2l_version': '0.7.0',
+      'config': {'design': 'compact', 'hidden_size': 4, 'num_layers': 1}})
+  with pytest.raises(l2l.CheckpointError, match='saved by l2l 0.7.0, before'):
+    l2l.load_meta_params(path)
+
+
 def test_incompatible_architecture_raises(tmp_path):
   path = tmp_path / 'm.npz'
   meta_params = l2l.init_meta_params(jax.random.key(0), hidden_size=5)

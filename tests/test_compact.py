@@ -17,14 +17,16 @@ from l2l import _compact
 KEY = jax.random.key(0)
 
 
-def _perturbed(key=jax.random.key(1), size=0.3):
-  """Compact meta-params whose LSTM and MLP read-outs are not zero."""
+def _perturbed(key=jax.random.key(1), size=0.3, parts=('params', 'mlp')):
+  """Compact meta-params whose read-outs (the LSTM's, the MLP's or both:
+  ``parts``) are not zero; the fade-out timescale stays fresh."""
   meta_params = l2l.init_meta_params(KEY, design='compact', hidden_size=4,
                                      num_layers=1)
   keys = iter(jax.random.split(key, 8))
   noisy = lambda x: size * jax.random.normal(next(keys), x.shape, x.dtype)
-  for part in (meta_params['params']['output'], meta_params['mlp']['output']):
-    part.update({k: noisy(v) for k, v in part.items()})
+  for part in parts:
+    out = meta_params[part]['output']
+    out.update({k: noisy(out[k]) for k in ('kernel', 'bias')})
   return meta_params
 
 
@@ -88,6 +90,38 @@ def test_fresh_compact_is_the_free_nominal_rule(nominal_lr):
       jax.tree.map(lambda s: s['tensor'], compact_state.scale,
                    is_leaf=is_entry), free_state.scale)
   assert _leaves_differ(compact_params, params)
+
+
+@pytest.mark.parametrize('log_fade, corrected', [
+    (-30.0, False),  # a timescale of 1e-13 steps: faded from the first step
+    (float(np.log(_compact.FADE_STEPS)), True),  # fresh: 100 steps
+    (30.0, True),  # 1e13 steps: no fade-out
+])
+def test_mlp_corrections_fade_out(log_fade, corrected):
+  """With a learned MLP (and a fresh LSTM), the updates are the free
+  nominal rule's, bit for bit, once the fade-out has ended, and differ
+  from them before."""
+  params = _params()
+  meta_params = _perturbed(parts=('mlp',))
+  meta_params['mlp']['output']['log_fade'] = jnp.float32(log_fade)
+  learned, _ = _trajectory(meta_params, params)
+  free, _ = _trajectory(l2l.init_meta_params(
+      KEY, design='free', hidden_size=4, num_layers=1), params)
+  assert _leaves_differ(learned, free) == corrected
+
+
+@pytest.mark.parametrize('log_fade, offset, count, expected', [
+    (np.log(100.0), 0.0, 0, 1.0),
+    (np.log(100.0), 0.0, 100, np.exp(-1.0)),
+    (np.log(100.0), 3e3, 100, np.exp(-np.exp(-3.0))),  # offset bounded by 3
+    (np.log(100.0), -3e3, 5, np.exp(-5.0 / (100.0 * np.exp(-3.0)))),
+    (0.0, 0.0, 10**6, 0.0),
+])
+def test_fade_values(log_fade, offset, count, expected):
+  value = _compact.fade(jnp.float32(log_fade), jnp.float32(offset),
+                        jnp.asarray(count, jnp.int32))
+  assert value.dtype == jnp.float32 and value.shape == ()
+  np.testing.assert_allclose(value, expected, rtol=1e-5)
 
 
 def _loss_after_updates(meta_params, params, steps=2):
