@@ -25,18 +25,20 @@ from l2l._pes import pes_meta_step, pes_start
 from l2l._transform import lstm_optimizer
 
 ESTIMATORS = ('bptt', 'es', 'pes')
-SUBSETS = ('all', 'readout', 'output')
+SUBSETS = ('all', 'readout', 'output', 'learned')
 TASK_METHODS = ('init_params', 'sample_problem', 'loss', 'full_loss')
 METRICS = ('meta_loss', 'final_loss', 'grad_norm', 'skipped', 'num_skipped')
 
 
 def trainable_leaves(meta_params: MetaParams, subset: str):
   """``subset`` 'all' marks every leaf; 'readout' the nominal constants and
-  the output layer; 'output' the output layer only."""
+  the output layer; 'output' the output layer only; 'learned' every leaf
+  but the nominal constants (the networks)."""
   def mark(path, _):
     keys = [getattr(k, 'key', None) for k in path]
     return (subset == 'all' or 'output' in keys
-            or (subset == 'readout' and 'nominal' in keys))
+            or (subset == 'readout' and 'nominal' in keys)
+            or (subset == 'learned' and 'nominal' not in keys))
   return jax.tree_util.tree_map_with_path(mark, meta_params)
 
 
@@ -144,7 +146,8 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
     es_sigma: standard deviation of the ES and PES perturbations.
     trainable: which meta-parameters move: ``'all'``, ``'readout'`` (the
       nominal constants and the read-out layer), ``'output'`` (the read-out
-      layer), a tree of bools like the meta-params, or a function from
+      layer), ``'learned'`` (the networks: all but the nominal constants),
+      a tree of bools like the meta-params, or a function from
       meta-params to one.
     progress: called as ``progress(step, metrics)`` with host values, one
       step late (no device sync per step).

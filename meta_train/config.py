@@ -56,8 +56,11 @@ class TrainConfig:
       nominal constants and the LSTM's read-out layer (the LSTM layers keep
       their random initial weights as fixed recurrent features), which
       makes the ES estimate far less noisy; or ``'output'``: the read-out
-      layer alone (the nominal constants stay as initialised). Step counts
-      (the free design's second-moment warm-up) are never trained
+      layer alone (the nominal constants stay as initialised); or
+      ``'learned'``: the networks (LSTM and MLP), not the nominal
+      constants, so that the nominal rule stays the hand-designed one.
+      Step counts (the free design's second-moment warm-up) are never
+      trained
       (``l2l.meta_step`` and ``l2l.es_meta_step`` keep them).
     design: the learned optimizer's design (a key of ``l2l.DESIGNS``):
       ``'paper'`` (Andrychowicz et al. 2016), ``'adaptive'`` (Adam-normalised
