@@ -271,12 +271,13 @@ def test_es_fitness_is_validated():
     _estimate(l2l.es_meta_step, state, num_pairs=2, fitness='ranks')
 
 
-@pytest.mark.parametrize('subset, moved', [
-    ('all', {'nominal', 'output', 'lstm_0_x'}),
-    ('readout', {'nominal', 'output'}),
-    ('output', {'output'}),
+@pytest.mark.parametrize('subset, moved, kept', [
+    ('all', {'nominal', 'output', 'lstm_0_x'}, None),
+    ('readout', {'nominal', 'output'}, 'the rest'),
+    ('output', {'output'}, 'the rest'),
+    ('learned', {'output', 'lstm_0_x', 'lstm_0_h'}, 'nominal'),
 ])
-def test_es_moves_only_trainable_leaves(subset, moved):
+def test_es_moves_only_trainable_leaves(subset, moved, kept):
   state = _tiny_hyper_state(ScaledSquare())
   trainable = functools.partial(train_lib.trainable_leaves, subset=subset)
   new, _ = jax.jit(functools.partial(
@@ -291,8 +292,10 @@ def test_es_moves_only_trainable_leaves(subset, moved):
   if differs(old_params['nominal'], new_params['nominal']):
     changed.add('nominal')
   assert moved <= changed
-  if subset != 'all':
+  if kept == 'the rest':
     assert changed == moved
+  elif kept == 'nominal':
+    assert 'nominal' not in changed
 
 
 
