@@ -302,9 +302,9 @@ def load_meta_params(path: str | os.PathLike) -> tuple[Any, dict]:
       and COMPACT_FADE_ENTRY not in manifest.get('leaves', {})):
     raise CheckpointError(
         f'{os.fspath(path)}: compact-design meta-params saved by l2l '
-        f'{manifest.get("l2l_version")}, before the compact design had its fade-out of the '
-        'learned corrections (l2l 0.8.0); meta-train them again with this '
-        'l2l, or load them with l2l 0.7')
+        f'{manifest.get("l2l_version")}, before the compact design had its '
+        'fade-out of the learned corrections (l2l 0.8.0); meta-train them '
+        'again with this l2l, or load them with l2l 0.7')
   try:
     like = jax.eval_shape(lambda: _network.init_meta_params(
         jax.random.key(0), **shape_kwargs))

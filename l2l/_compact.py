@@ -143,7 +143,12 @@ def _bounded(x: Array) -> Array:
 
 def fade(log_fade: Array, offset: Array, count: Array) -> Array:
   r"""The corrections' per-tensor fade-out :math:`e^{-t / \tau_k}`, with
-  :math:`\log\tau_k = \log\tau + 3\tanh(o_f / 3)` (a float32 scalar).
+  :math:`\log\tau_k = \log\tau + 3\tanh(o_f / 3)`.
+
+  Args: ``log_fade`` the scalar :math:`\log\tau` (:math:`\tau` in steps),
+  ``offset`` the LSTM's scalar output :math:`o_f`, ``count`` the integer
+  step :math:`t`. Returns a float32 scalar in :math:`[0, 1]`, 1 at
+  :math:`t = 0`.
 
   The learned corrections help early and hurt late on noise-free problems
   (they hold a quadratic at a precision floor the nominal rule goes past;

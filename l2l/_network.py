@@ -129,8 +129,9 @@ def init_meta_params(
     1 - 0.01 e^0 = 0.99) and ``'second_moment_warmup'`` (40: it decays at
     0.8 for the first 40 steps) for the free one; the compact one has the
     free one's ``'nominal'`` entries, its per-tensor LSTM (zero read-out)
-    in ``'params'`` and its per-parameter MLP (zero read-out) in
-    ``{'mlp': {'hidden', 'output'}}``.
+    in ``'params'`` and its per-parameter MLP (zero read-out, and the log
+    of its corrections' fade-out timescale, 100 steps) in
+    ``{'mlp': {'hidden', 'output': {'kernel', 'bias', 'log_fade'}}}``.
 
   Raises:
     ValueError: an unknown ``design``.
