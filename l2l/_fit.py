@@ -25,7 +25,7 @@ from l2l._pes import pes_meta_step, pes_start
 from l2l._transform import lstm_optimizer
 
 ESTIMATORS = ('bptt', 'es', 'pes')
-SUBSETS = ('all', 'readout', 'output', 'learned')
+SUBSETS = ('all', 'readout', 'output', 'learned', 'scheduler')
 TASK_METHODS = ('init_params', 'sample_problem', 'loss', 'full_loss')
 METRICS = ('meta_loss', 'final_loss', 'grad_norm', 'skipped', 'num_skipped')
 
@@ -33,9 +33,12 @@ METRICS = ('meta_loss', 'final_loss', 'grad_norm', 'skipped', 'num_skipped')
 def trainable_leaves(meta_params: MetaParams, subset: str):
   """``subset`` 'all' marks every leaf; 'readout' the nominal constants and
   the output layer; 'output' the output layer only; 'learned' every leaf
-  but the nominal constants (the networks)."""
+  but the nominal constants (the networks); 'scheduler' the per-tensor LSTM
+  alone (``meta_params['params']``, not the compact design's MLP)."""
   def mark(path, _):
     keys = [getattr(k, 'key', None) for k in path]
+    if subset == 'scheduler':
+      return keys[0] == 'params'
     return (subset == 'all' or 'output' in keys
             or (subset == 'readout' and 'nominal' in keys)
             or (subset == 'learned' and 'nominal' not in keys))
@@ -147,6 +150,8 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
     trainable: which meta-parameters move: ``'all'``, ``'readout'`` (the
       nominal constants and the read-out layer), ``'output'`` (the read-out
       layer), ``'learned'`` (the networks: all but the nominal constants),
+      ``'scheduler'`` (the per-tensor LSTM alone: not the compact design's
+      MLP, not the nominal constants),
       a tree of bools like the meta-params, or a function from
       meta-params to one.
     progress: called as ``progress(step, metrics)`` with host values, one

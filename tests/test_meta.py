@@ -276,6 +276,7 @@ def test_es_fitness_is_validated():
     ('readout', {'nominal', 'output'}, 'the rest'),
     ('output', {'output'}, 'the rest'),
     ('learned', {'output', 'lstm_0_x', 'lstm_0_h'}, 'nominal'),
+    ('scheduler', {'output', 'lstm_0_x', 'lstm_0_h'}, 'nominal'),
 ])
 def test_es_moves_only_trainable_leaves(subset, moved, kept):
   state = _tiny_hyper_state(ScaledSquare())
@@ -297,6 +298,22 @@ def test_es_moves_only_trainable_leaves(subset, moved, kept):
   elif kept == 'nominal':
     assert 'nominal' not in changed
 
+
+@pytest.mark.parametrize('subset, marked', [
+    ('all', {'params', 'mlp', 'nominal'}),
+    ('learned', {'params', 'mlp'}),
+    ('scheduler', {'params'}),
+])
+def test_compact_subsets_mark_whole_parts(subset, marked):
+  """On the compact design: which of its parts (the per-tensor LSTM
+  'params', the per-parameter 'mlp', the 'nominal' constants) a subset
+  trains, every leaf of a part alike."""
+  meta_params = l2l.init_meta_params(KEY, design='compact', hidden_size=2,
+                                     num_layers=1)
+  marks = train_lib.trainable_leaves(meta_params, subset)
+  assert set(marks) == {'params', 'mlp', 'nominal'}
+  for part, tree in marks.items():
+    assert set(jax.tree.leaves(tree)) == {part in marked}, part
 
 
 def _tiny_free_state(task, num_tasks=2):
