@@ -33,8 +33,9 @@ METRICS = ('meta_loss', 'final_loss', 'grad_norm', 'skipped', 'num_skipped')
 def trainable_leaves(meta_params: MetaParams, subset: str):
   """``subset`` 'all' marks every leaf; 'readout' the nominal constants and
   the output layer; 'output' the output layer only; 'learned' every leaf
-  but the nominal constants (the networks); 'scheduler' the per-tensor LSTM
-  alone (``meta_params['params']``, not the compact design's MLP)."""
+  but the nominal constants (the networks); 'scheduler' the LSTM alone
+  (``meta_params['params']``: for the compact design its per-tensor LSTM,
+  not the MLP)."""
   def mark(path, _):
     keys = [getattr(k, 'key', None) for k in path]
     if subset == 'scheduler':
@@ -150,8 +151,8 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
     trainable: which meta-parameters move: ``'all'``, ``'readout'`` (the
       nominal constants and the read-out layer), ``'output'`` (the read-out
       layer), ``'learned'`` (the networks: all but the nominal constants),
-      ``'scheduler'`` (the per-tensor LSTM alone: not the compact design's
-      MLP, not the nominal constants),
+      ``'scheduler'`` (the LSTM alone, not the nominal constants; for the
+      compact design its per-tensor LSTM, not the MLP),
       a tree of bools like the meta-params, or a function from
       meta-params to one.
     progress: called as ``progress(step, metrics)`` with host values, one

@@ -59,8 +59,9 @@ class TrainConfig:
       layer alone (the nominal constants stay as initialised); or
       ``'learned'``: the networks (LSTM and MLP), not the nominal
       constants, so that the nominal rule stays the hand-designed one; or
-      ``'scheduler'``: the per-tensor LSTM alone (for the compact design,
-      its learned per-tensor step offset; the MLP stays off).
+      ``'scheduler'``: the LSTM alone (for the compact design, its
+      per-tensor LSTM, whose step offset is then the only learned output;
+      the MLP stays off).
       Step counts (the free design's second-moment warm-up) are never
       trained
       (``l2l.meta_step`` and ``l2l.es_meta_step`` keep them).
