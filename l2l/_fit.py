@@ -25,9 +25,22 @@ from l2l._pes import pes_meta_step, pes_start
 from l2l._transform import lstm_optimizer
 
 ESTIMATORS = ('bptt', 'es', 'pes')
-SUBSETS = ('all', 'readout', 'output', 'learned', 'scheduler')
 TASK_METHODS = ('init_params', 'sample_problem', 'loss', 'full_loss')
 METRICS = ('meta_loss', 'final_loss', 'grad_norm', 'skipped', 'num_skipped')
+
+
+#: What each ``trainable`` subset marks, from a leaf's path of dict keys:
+#: the meta-parameters' top-level parts are ``'params'`` (the LSTM, with its
+#: read-out layer ``'output'``), ``'nominal'`` (the hand-designed rule's
+#: constants) and, for the compact design, ``'mlp'``.
+_MARKS = {
+    'all': lambda keys: True,
+    'readout': lambda keys: 'output' in keys or 'nominal' in keys,
+    'output': lambda keys: 'output' in keys,
+    'learned': lambda keys: 'nominal' not in keys,
+    'scheduler': lambda keys: keys[0] == 'params',
+}
+SUBSETS = tuple(_MARKS)
 
 
 def trainable_leaves(meta_params: MetaParams, subset: str):
@@ -36,13 +49,9 @@ def trainable_leaves(meta_params: MetaParams, subset: str):
   but the nominal constants (the networks); 'scheduler' the LSTM alone
   (``meta_params['params']``: for the compact design its per-tensor LSTM,
   not the MLP)."""
+  marks = _MARKS[subset]
   def mark(path, _):
-    keys = [getattr(k, 'key', None) for k in path]
-    if subset == 'scheduler':
-      return keys[0] == 'params'
-    return (subset == 'all' or 'output' in keys
-            or (subset == 'readout' and 'nominal' in keys)
-            or (subset == 'learned' and 'nominal' not in keys))
+    return marks([getattr(k, 'key', None) for k in path])
   return jax.tree_util.tree_map_with_path(mark, meta_params)
 
 
