@@ -23,17 +23,20 @@ def main(argv=None) -> None:
       'default; --estimator bptt or pes for the others) on a task family or '
       'your own task, then compare it with tuned baselines.')
   parser.add_argument('--out', default='runs/main',
-                      help='output directory (checkpoint, log, meta_params, '
-                      'evaluation)')
+                      help='output directory: checkpoints/, metrics.jsonl (one JSON '
+                      'line per meta-step), meta_params.npz, the validation '
+                      'and evaluation plots (default: runs/main)')
   parser.add_argument('--resume', action='store_true',
                       help='continue from the latest checkpoint in OUT (on any '
                       'number of devices or processes)')
   parser.add_argument('--no-eval', dest='evaluate', action='store_false',
                       help='skip the evaluation after training')
-  parser.add_argument('--no-progress', dest='progress', action='store_false')
+  parser.add_argument('--no-progress', dest='progress', action='store_false',
+                      help='no progress bar (for logs and batch jobs)')
   parser.add_argument('--eval-steps', type=int, default=None,
                       help='evaluation horizon (default: episode length)')
-  parser.add_argument('--eval-seeds', type=int, default=5)
+  parser.add_argument('--eval-seeds', type=int, default=5,
+                      help='held-out problems of the evaluation (default: 5)')
   parser.add_argument(
       '--compilation-cache', default=os.environ.get(
           CACHE_ENV, os.path.join(os.path.expanduser('~'), '.cache', 'l2l',
@@ -87,8 +90,11 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
   group.add_argument('--coordinator-address', metavar='HOST:PORT',
                      help='process 0\'s address, for a launch by hand '
                      '(with --num-processes and --process-id)')
-  group.add_argument('--num-processes', type=int)
-  group.add_argument('--process-id', type=int)
+  group.add_argument('--num-processes', type=int,
+                     help='number of processes (with --coordinator-address)')
+  group.add_argument('--process-id', type=int,
+                     help='this process\'s index, 0 .. N-1 (with '
+                     '--coordinator-address)')
 
 
 def initialize_distributed(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 
 import l2l
 from l2l import _fit
+import tasks
 
 
 # The choices l2l.meta_train takes too.
@@ -20,8 +21,10 @@ class TrainConfig:
   """What a meta-training run does.
 
   Attributes:
-    family: task family name (see ``tasks.get_family``), or the
-      ``package.module:object`` spec of a user's task or family (``--task``).
+    family: task family name (see ``tasks.get_family``), several joined
+      by ``+`` for a mixture, or the ``package.module:object`` spec of a
+      user's task or family (``--task``); the held-out families
+      (``tasks.heldout``, ``tasks.unseen``) are meant for evaluation only.
     meta_steps: meta-gradient steps (truncations) to take; 0 writes the
       initial meta-parameters (for the adaptive and hyper designs, the
       nominal rule with a zero read-out).
@@ -200,24 +203,42 @@ class TrainConfig:
             'num_layers': self.num_layers}
 
 
+def field_help() -> dict[str, str]:
+  """Each :class:`TrainConfig` field's entry of its docstring's Attributes
+  section, as one line of plain text (the command line's help)."""
+  doc = TrainConfig.__doc__.split('Attributes:\n', 1)[1]
+  entries, name = {}, None
+  for line in doc.splitlines():
+    head, sep, text = line.strip().partition(': ')
+    if line.startswith('    ') and not line.startswith('     ') and sep:
+      name, entries[head] = head, text
+    elif name and line.strip():
+      entries[name] += ' ' + line.strip()
+  return {name: text.replace('``', '').replace('%', '%%')
+          for name, text in entries.items()}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """Adds one ``--flag`` per :class:`TrainConfig` field, and ``--task``,
-  which sets ``family`` to a user's spec (exclusive with ``--family``)."""
+  """Adds one ``--flag`` per :class:`TrainConfig` field, with the field's
+  docstring as help, and ``--task``, which sets ``family`` to a user's spec
+  (exclusive with ``--family``)."""
+  helps = field_help()
   for field in dataclasses.fields(TrainConfig):
     flag = '--' + field.name.replace('_', '-')
+    text = f'{helps[field.name].rstrip(".")} (default: {field.default})'
     if field.name == 'family':
       # No default here: argparse misses the clash with --task when
       # --family repeats its default value.
       group = parser.add_mutually_exclusive_group()
-      group.add_argument(flag, help=f'registered task family (default: '
-                         f'{field.default})')
+      group.add_argument(flag, help=f'{text}. Registered: '
+                         f'{", ".join(tasks.FAMILIES)}')
       group.add_argument('--task', dest='family', type=task_spec,
                          default=argparse.SUPPRESS, metavar='MODULE:OBJECT',
                          help="your own Task or TaskFamily, or a class or "
                          "function returning one, e.g. 'mypkg.tasks:MY_TASK'")
     elif field.type in (bool, 'bool'):
       parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                          default=field.default)
+                          default=field.default, help=text)
     else:
       kind = {'int': int, 'float': float, 'str': str}.get(
           field.type if isinstance(field.type, str) else field.type.__name__)
@@ -225,8 +246,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                  'loss_weighting': WEIGHTINGS, 'design': tuple(l2l.DESIGNS),
                  'es_fitness': l2l.ES_FITNESS}.get(field.name)
       parser.add_argument(flag, type=kind, default=field.default,
-                          choices=choices,
-                          help=f'(default: {field.default})')
+                          choices=choices, help=text)
 
 
 def task_spec(value: str) -> str:

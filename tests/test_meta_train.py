@@ -1,5 +1,6 @@
 """The meta-training program: resume, logs, evaluation, command line."""
 
+import argparse
 import dataclasses
 import json
 import os
@@ -175,6 +176,27 @@ def test_log_records_skipped_steps(tmp_path):
 def test_config_validation(field, value, message):
   with pytest.raises(ValueError, match=message):
     dataclasses.replace(SMALL, **{field: value})
+
+
+@pytest.mark.parametrize('flag, words', [
+    ('--train-only', "'scheduler': the LSTM alone"),
+    ('--family', 'quadratic_weighted'),
+    ('--augment', 'per-tensor parameter scales'),
+    ('--random-horizons', 'uniformly from 1 .. 2 E - 1'),
+    ('--hidden-size', 'LSTM units per layer (default: 20)'),
+])
+def test_every_flag_says_what_it_does(flag, words):
+  """Each TrainConfig field's docstring entry is its flag's help."""
+  parser = argparse.ArgumentParser()
+  config_lib.add_arguments(parser)
+  helps = {option: action.help for action in parser._actions
+           for option in action.option_strings}
+  fields = {'--' + f.name.replace('_', '-')
+            for f in dataclasses.fields(config_lib.TrainConfig)}
+  assert fields <= set(helps)
+  assert all(helps[f] and '(default: ' in helps[f] and '``' not in helps[f]
+             for f in fields)
+  assert words in helps[flag]
 
 
 def test_pes_takes_no_rank_fitness():
