@@ -98,6 +98,10 @@ _SAMPLED_CONV = dict(
 # name -> (constructor, default keyword arguments).
 FAMILIES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "quadratic": (QuadraticFamily, {}),
+    # The paper's quadratic with log-uniform residual weights over two
+    # decades: rotated ill-conditioning for meta-training mixtures, unlike
+    # the held-out ill-conditioned quadratic's fixed log-spaced spectrum.
+    "quadratic_weighted": (QuadraticFamily, dict(residual_scales=(0.1, 10.0))),
     "x_squared": (XSquaredFamily, {}),
     **{f"{dataset}_mlp": (MLPFamily, dict(dataset=dataset, **_SAMPLED_MLP))
        for dataset in DATASETS},

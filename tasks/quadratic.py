@@ -48,6 +48,8 @@ class QuadraticTask(_common.ExactLoss):
   """
 
   dim: int = struct.field(pytree_node=False, default=10)
+  residual_scales: tuple[float, float] = struct.field(pytree_node=False,
+                                                      default=(1.0, 1.0))
   name: str = struct.field(pytree_node=False, default="quadratic")
 
   def init_params(self, key: jax.Array) -> jax.Array:
@@ -55,9 +57,22 @@ class QuadraticTask(_common.ExactLoss):
     return jax.random.normal(key, (self.dim,), jnp.float32)
 
   def sample_problem(self, key: jax.Array) -> QuadraticProblem:
-    """Returns a fresh ``(W, y)`` with standard normal entries."""
+    """Returns a fresh ``(W, y)`` with standard normal entries, their rows
+    weighted by :meth:`sample_residual_scales`."""
     w, y = _common.normal_arrays(key, [(self.dim, self.dim), (self.dim,)])
-    return QuadraticProblem(w=w, y=y)
+    if self.residual_scales == (1.0, 1.0):
+      return QuadraticProblem(w=w, y=y)
+    scales = self.sample_residual_scales(jax.random.fold_in(key, 1))
+    return QuadraticProblem(w=w * scales[:, None], y=y * scales)
+
+  def sample_residual_scales(self, key: jax.Array) -> jax.Array:
+    """``(dim,)`` weights of the residual's entries, log-uniform over
+    ``residual_scales``: ``f(θ) = ‖s ⊙ (Wθ − y)‖²`` has Hessian
+    ``2 Wᵀ diag(s²) W``, ill-conditioned along directions that are not the
+    coordinate axes."""
+    low, high = np.log(self.residual_scales)
+    return jnp.exp(jax.random.uniform(key, (self.dim,), jnp.float32,
+                                      low, high))
 
   def full_loss(self, params: jax.Array,
                 problem: QuadraticProblem) -> jax.Array:
@@ -75,22 +90,33 @@ class QuadraticFamily:
 
   Attributes:
     dim: Dimension of ``θ``.
+    residual_scales: ``(low, high)`` range of the log-uniform weights of the
+      residual's entries (:meth:`QuadraticTask.sample_residual_scales`);
+      ``(1, 1)``, the default, is the paper's quadratic.
   """
 
   dim: int = 10
+  residual_scales: tuple[float, float] = (1.0, 1.0)
 
   def __post_init__(self):
     if int(self.dim) < 1:
       raise ValueError(f"dim must be positive, got {self.dim}.")
+    low, high = self.residual_scales
+    if not 0 < float(low) <= float(high):
+      raise ValueError("residual_scales must be (low, high) with 0 < low <="
+                       f" high, got {self.residual_scales}.")
 
   @property
   def name(self) -> str:
-    return "quadratic"
+    return ("quadratic" if tuple(self.residual_scales) == (1.0, 1.0)
+            else "quadratic_weighted")
 
   def sample_task(self, rng: np.random.Generator) -> QuadraticTask:
     """Returns the quadratic task; ``rng`` is unused."""
     del rng
-    return QuadraticTask(dim=int(self.dim))
+    scales = tuple(float(x) for x in self.residual_scales)
+    return QuadraticTask(dim=int(self.dim), residual_scales=scales,
+                         name=self.name)
 
 
 @struct.dataclass

@@ -127,6 +127,29 @@ def test_quadratic_problems_differ():
   np.testing.assert_allclose(losses, jax.vmap(task.full_loss)(params, problems))
 
 
+def test_weighted_quadratic_weights_the_paper_quadratics_rows():
+  """quadratic_weighted draws the paper quadratic's (W, y) from the same key
+  and weights row i of both by s_i, log-uniform in its range."""
+  rng = np.random.default_rng(0)
+  plain = tasks.get_family("quadratic").sample_task(rng)
+  weighted = tasks.get_family("quadratic_weighted").sample_task(rng)
+  assert (plain.name, weighted.name) == ("quadratic", "quadratic_weighted")
+  key = jax.random.key(3)
+  p, w = plain.sample_problem(key), weighted.sample_problem(key)
+  scales = w.y / p.y
+  np.testing.assert_allclose(w.w, p.w * scales[:, None], rtol=1e-5)
+  assert 0.1 <= float(scales.min()) < float(scales.max()) <= 10.0
+  hessian = np.asarray(w.w.T @ w.w)
+  plain_hessian = np.asarray(p.w.T @ p.w)
+  assert np.linalg.cond(hessian) > np.linalg.cond(plain_hessian)
+
+
+@pytest.mark.parametrize("scales", [(0.0, 1.0), (2.0, 1.0)])
+def test_quadratic_residual_scales_are_checked(scales):
+  with pytest.raises(ValueError, match="residual_scales must be"):
+    tasks.QuadraticFamily(residual_scales=scales)
+
+
 def test_x_squared_is_x_squared():
   task = tasks.get_family("x_squared").sample_task(np.random.default_rng(0))
   params = task.init_params(jax.random.key(0))
