@@ -39,30 +39,59 @@ _MARKS = {
     'output': lambda keys: 'output' in keys,
     'learned': lambda keys: 'nominal' not in keys,
     'scheduler': lambda keys: keys[0] == 'params',
+    'step_sizes': lambda keys: 'nominal' not in keys,
 }
 SUBSETS = tuple(_MARKS)
+#: The compact MLP's read-out column that corrects the direction (its
+#: second output, ``l2l._compact.compact``), which 'step_sizes' keeps at 0.
+_DIRECTION = 1
 
 
 def trainable_leaves(meta_params: MetaParams, subset: str):
-  """``subset`` 'all' marks every leaf; 'readout' the nominal constants and
-  the output layer; 'output' the output layer only; 'learned' every leaf
-  but the nominal constants (the networks); 'scheduler' the LSTM alone
+  """Which meta-parameters ``subset`` trains: a tree like ``meta_params``
+  of Python bools, or for part of a leaf, of numpy bool arrays shaped like
+  it.
+
+  'all' marks every leaf; 'readout' the nominal constants and the output
+  layer; 'output' the output layer only; 'learned' every leaf but the
+  nominal constants (the networks); 'scheduler' the LSTM alone
   (``meta_params['params']``: for the compact design its per-tensor LSTM,
-  not the MLP)."""
+  not the MLP); 'step_sizes' as 'learned', except the compact MLP's
+  direction output (its read-out's second column and bias), so that the
+  learned parts set per-tensor and per-coordinate step sizes and the
+  direction stays the nominal rule's.
+  """
   marks = _MARKS[subset]
-  def mark(path, _):
-    return marks([getattr(k, 'key', None) for k in path])
+  def mark(path, leaf):
+    keys = [getattr(k, 'key', None) for k in path]
+    if (subset == 'step_sizes' and keys[:2] == ['mlp', 'output']
+        and keys[2] in ('kernel', 'bias')):
+      column = np.ones(np.shape(leaf), bool)
+      column[..., _DIRECTION] = False
+      return column
+    return marks(keys)
   return jax.tree_util.tree_map_with_path(mark, meta_params)
 
 
 def adam_meta_optimizer(trainable: Callable[[MetaParams], Any], *,
                         meta_lr: float, clip_norm: float
                         ) -> optax.GradientTransformation:
-  """Clipped Adam on the leaves ``trainable`` marks; zero on the others."""
-  return optax.multi_transform(
+  """Clipped Adam on what ``trainable`` marks (leaves, or the elements of a
+  leaf's bool array); zero on the rest. Its state is that of the
+  ``multi_transform`` of Adam and ``set_to_zero`` over the marked leaves."""
+  def labels(tree):
+    return jax.tree.map(lambda m: bool(np.any(m)), trainable(tree))
+  inner = optax.multi_transform(
       {True: optax.chain(optax.clip_by_global_norm(clip_norm),
                          optax.adam(meta_lr)),
-       False: optax.set_to_zero()}, trainable)
+       False: optax.set_to_zero()}, labels)
+  def keep_marked(updates):
+    return jax.tree.map(lambda u, m: u if np.ndim(m) == 0
+                        else u * jnp.asarray(m, u.dtype),
+                        updates, trainable(updates))
+  def update(updates, state, params=None):
+    return inner.update(keep_marked(updates), state, params)
+  return optax.GradientTransformation(inner.init, update)
 
 
 def jitted_meta_step(estimator: str, *, optimizer_fn, meta_optimizer,
@@ -161,9 +190,10 @@ def meta_train(task, *, key=None, meta_params: MetaParams | None = None,
       nominal constants and the read-out layer), ``'output'`` (the read-out
       layer), ``'learned'`` (the networks: all but the nominal constants),
       ``'scheduler'`` (the LSTM alone, not the nominal constants; for the
-      compact design its per-tensor LSTM, not the MLP),
-      a tree of bools like the meta-params, or a function from
-      meta-params to one.
+      compact design its per-tensor LSTM, not the MLP), ``'step_sizes'``
+      (as ``'learned'``, but the compact MLP's direction output stays 0),
+      a tree of bools like the meta-params (numpy bool arrays to mark part
+      of a leaf), or a function from meta-params to one.
     progress: called as ``progress(step, metrics)`` with host values, one
       step late (no device sync per step).
     optimizer_kwargs: further arguments of :func:`l2l.lstm_optimizer`; pass

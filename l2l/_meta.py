@@ -12,6 +12,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from l2l import _rules
@@ -317,9 +318,10 @@ def es_meta_step(state: MetaTrainState, task, key: Array, *,
     sigma: perturbation scale :math:`\sigma`.
     loss_weights: ``[K]`` weights; ones when ``None``.
     log_losses: sum :math:`\log f` instead of :math:`f`.
-    trainable: optional tree of Python bools shaped like the meta-params, or
-      a function from meta-params to one; only leaves marked True are
-      perturbed, the others get a zero estimate. Fewer perturbed dimensions
+    trainable: optional tree of Python bools shaped like the meta-params
+      (or, to mark part of a leaf, numpy bool arrays shaped like it), or a
+      function from meta-params to one; only what is marked True is
+      perturbed, the rest gets a zero estimate. Fewer perturbed dimensions
       give a less noisy estimate. Step counts (the free design's
       ``second_moment_warmup``) are never perturbed.
     fitness: ``'difference'`` uses the loss differences above;
@@ -368,10 +370,16 @@ def _antithetic_noise(meta_params, key: Array, num_pairs: int, sigma: float,
     trainable = trainable(meta_params)
   mask = ([True] * len(leaves) if trainable is None
           else treedef.flatten_up_to(trainable))
-  mask = [m and not fixed for m, fixed in zip(mask, _step_counts(meta_params))]
-  draw = lambda k, x, m: (
-      sigma * jax.random.normal(k, (num_pairs,) + jnp.shape(x), jnp.float32)
-      if m else jnp.zeros((num_pairs,) + jnp.shape(x), jnp.float32))
+  mask = [False if fixed else m
+          for m, fixed in zip(mask, _step_counts(meta_params))]
+  def draw(k, x, m):
+    shape = (num_pairs,) + jnp.shape(x)
+    if not np.any(m):
+      return jnp.zeros(shape, jnp.float32)
+    noise = sigma * jax.random.normal(k, shape, jnp.float32)
+    if np.ndim(m):
+      noise = noise * np.asarray(m, np.float32)[None]
+    return noise
   return treedef.unflatten([
       draw(k, x, m) for k, x, m in zip(
           jax.random.split(key, len(leaves)), leaves, mask)])

@@ -64,7 +64,10 @@ class TrainConfig:
       constants, so that the nominal rule stays the hand-designed one; or
       ``'scheduler'``: the LSTM alone (for the compact design, its
       per-tensor LSTM, whose step offset is then the only learned output;
-      the MLP stays off).
+      the MLP stays off); or ``'step_sizes'``: as ``'learned'``, but the
+      compact MLP's direction output stays zero, so that the learned parts
+      set per-tensor and per-coordinate step sizes along the nominal
+      rule's direction.
       Step counts (the free design's second-moment warm-up) are never
       trained
       (``l2l.meta_step`` and ``l2l.es_meta_step`` keep them).

@@ -11,6 +11,7 @@ import optax
 import pytest
 
 import l2l
+from l2l import _fit
 import tasks
 from meta_train import config as config_lib
 from meta_train import train as train_lib
@@ -277,6 +278,7 @@ def test_es_fitness_is_validated():
     ('output', {'output'}, 'the rest'),
     ('learned', {'output', 'lstm_0_x', 'lstm_0_h'}, 'nominal'),
     ('scheduler', {'output', 'lstm_0_x', 'lstm_0_h'}, 'nominal'),
+    ('step_sizes', {'output', 'lstm_0_x', 'lstm_0_h'}, 'nominal'),
 ])
 def test_es_moves_only_trainable_leaves(subset, moved, kept):
   state = _tiny_hyper_state(ScaledSquare())
@@ -314,6 +316,37 @@ def test_compact_subsets_mark_whole_parts(subset, marked):
   assert set(marks) == {'params', 'mlp', 'nominal'}
   for part, tree in marks.items():
     assert set(jax.tree.leaves(tree)) == {part in marked}, part
+
+
+@pytest.mark.parametrize('step_fn', [l2l.es_meta_step, l2l.meta_step])
+def test_step_sizes_keeps_the_compact_direction_output_at_zero(step_fn):
+  """'step_sizes' trains the compact MLP's step-size output (read-out column
+  0) and the rest of the networks, never its direction output (column 1),
+  under ES noise and under Adam on a BPTT gradient alike."""
+  meta_params = l2l.init_meta_params(KEY, design='compact', hidden_size=2,
+                                     num_layers=1)
+  trainable = functools.partial(train_lib.trainable_leaves,
+                                subset='step_sizes')
+  meta_optimizer = _fit.adam_meta_optimizer(trainable, meta_lr=0.1,
+                                            clip_norm=1.0)
+  inner = l2l.init_inner_states(ScaledSquare(), l2l.lstm_optimizer(meta_params),
+                                jax.random.key(1), 2)
+  state = l2l.MetaTrainState(meta_params, meta_optimizer.init(meta_params),
+                             inner, jnp.zeros([], jnp.int32))
+  options = dict(num_pairs=4, trainable=trainable) if (
+      step_fn is l2l.es_meta_step) else {}
+  new, _ = jax.jit(functools.partial(
+      step_fn, optimizer_fn=l2l.lstm_optimizer, meta_optimizer=meta_optimizer,
+      unroll_length=6, **options))(state, ScaledSquare(), jax.random.key(2))
+  old, got = meta_params['mlp']['output'], new.meta_params['mlp']['output']
+  assert float(jnp.max(jnp.abs(got['kernel'][:, 0]))) > 0
+  np.testing.assert_array_equal(got['kernel'][:, 1], 0.0)
+  assert float(got['bias'][1]) == 0.0
+  assert bool(jnp.any(got['bias'][0] != old['bias'][0]))
+  np.testing.assert_array_equal(new.meta_params['nominal']['log_lr'],
+                                meta_params['nominal']['log_lr'])
+  assert bool(jnp.any(new.meta_params['params']['output']['kernel']
+                      != meta_params['params']['output']['kernel']))
 
 
 def _tiny_free_state(task, num_tasks=2):

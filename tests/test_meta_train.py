@@ -163,7 +163,7 @@ def test_log_records_skipped_steps(tmp_path):
     ('second_order', True, "second_order applies to estimator='bptt' only"),
     ('train_only', 'lstm',
      r"train_only must be one of \('all', 'readout', 'output', 'learned', "
-     r"'scheduler'\)"),
+     r"'scheduler', 'step_sizes'\)"),
     ('es_fitness', 'ranks', r"es_fitness must be one of \('difference', 'rank'\)"),
     ('es_pairs', 0, 'es_pairs must be at least 1'),
     ('validate_every', -1, 'validate_every must be at least 0'),
