@@ -77,7 +77,8 @@ class TrainConfig:
       hypergradient signal, around NAdam with online-adapted per-tensor
       steps), ``'free'`` (the same around schedule-free Adam) or
       ``'compact'`` (a per-parameter MLP and a per-tensor LSTM around the
-      free design's nominal rule); see ``l2l.lstm_optimizer``.
+      free design's nominal rule; with ``--hidden-size 4 --num-layers 1``
+      the shipped default's); see ``l2l.lstm_optimizer``.
     hidden_size: LSTM units per layer.
     num_layers: stacked LSTM layers.
     preprocess_p: gradient preprocessing exponent ``p``.
