@@ -21,6 +21,20 @@ def _save(fig, path: str) -> None:
   os.replace(tmp, path)
 
 
+# Floor of a mean final loss in the bars' ratios (an exact 0 is a finite win).
+LOSS_FLOOR = 1e-30
+
+# Where a non-finite loss's bar ends, in decades (the plot's right edge).
+NON_FINITE_BAR = 5.0
+
+
+def log10_ratio(loss: float, reference: float) -> float:
+  """log10(loss / reference), both floored at ``LOSS_FLOOR``; nan or inf
+  when ``loss`` is not finite."""
+  return float(np.log10(np.maximum(loss, LOSS_FLOOR)
+                        / np.maximum(reference, LOSS_FLOOR)))
+
+
 def suite_summary(rows: Sequence[dict], path: str) -> None:
   """Bars of log10(candidate's mean final loss / tuned Adam's) per case.
 
@@ -38,10 +52,10 @@ def suite_summary(rows: Sequence[dict], path: str) -> None:
       r = by.get((case, name))
       if r is None:
         continue
-      value = np.log10(r['candidate_mean_final_loss']
-                       / r['adam_mean_final_loss'])
+      value = log10_ratio(r['candidate_mean_final_loss'],
+                          r['adam_mean_final_loss'])
       y.append(i + (j - (len(candidates) - 1) / 2) * height)
-      ratio.append(value if np.isfinite(value) else 5.0)
+      ratio.append(value if np.isfinite(value) else NON_FINITE_BAR)
       diverged.append(r['candidate_diverged'] > 0)
     ax.barh(y, ratio, height=height, label=name)
     ax.scatter(np.asarray(ratio)[diverged], np.asarray(y)[diverged],

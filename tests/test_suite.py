@@ -202,6 +202,22 @@ def test_summarise_without_adam():
       suite.markdown(rows))
 
 
+@pytest.mark.parametrize('loss, reference, expected', [
+    (1e-3, 1e-2, -1.0),
+    (0.0, 1e-2, -28.0),           # an exact 0 is a win, not off the chart
+    (0.0, 0.0, 0.0),
+    (2.0, 0.0, 30.0 + math.log10(2.0)),
+    (float('nan'), 1.0, float('nan')),
+    (float('inf'), 1.0, float('inf')),
+])
+def test_summary_bar_ratio(loss, reference, expected):
+  value = plots.log10_ratio(loss, reference)
+  if math.isnan(expected):
+    assert math.isnan(value)
+  else:
+    assert value == pytest.approx(expected)
+
+
 def test_command_line_runs_one_case(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(suite, 'SUITES', {
       'paper': [suite.Case('tiny_quadratic', 'quadratic', {}, 20),
